@@ -1,0 +1,1 @@
+"""tutorlane: the backend of a chat maths tutor on SwiftChat."""

@@ -1,0 +1,5 @@
+"""`python -m tutorlane` runs the command line."""
+
+from tutorlane.entrypoints.cli import main
+
+main()
