@@ -1,0 +1,128 @@
+"""Domain events: immutable, versioned facts about what a student did.
+
+Every event names the student by pseudonym only, carries the per-student sequence
+number `seq` (1, 2, 3, ... with no gaps) and a deterministic `event_id` derived from
+the inbound message id, so that a redelivered message can never make a second record.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import ClassVar
+
+# NOTE: fixed forever; changing it would give old messages new event ids.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c4f9e-3b7a-5d2e-9c41-2a8f0e6b7d13")
+MAX_ANSWER_TEXT = 256
+
+# A run of ten or more digits (spaces, dots or dashes between them allowed) looks
+# like a phone number: students do type their number into a chat.
+_PHONE_LIKE = re.compile(r"\+?\d(?:[\s.\-]?\d){9,}")
+
+
+def event_id_for(student: str, message_id: str, seq: int) -> str:
+    """Return the deterministic id of the `seq`-th event of a student."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{student}\x1f{message_id}\x1f{seq}"))
+
+
+def redact_answer(text: str) -> str:
+    """Return answer text safe to keep: bounded, with phone-like runs removed."""
+    return _PHONE_LIKE.sub("[number removed]", text.strip())[:MAX_ANSWER_TEXT]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Fields every event carries."""
+
+    TYPE: ClassVar[str] = "Event"
+    VERSION: ClassVar[int] = 1
+
+    event_id: str
+    student: str
+    seq: int
+    message_id: str
+    occurred_at: float
+    course: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CourseStarted(Event):
+    """A student started (or restarted) a course at its first node."""
+
+    TYPE: ClassVar[str] = "CourseStarted"
+    node: str
+    language: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerSubmitted(Event):
+    """A student answered a question, right or wrong."""
+
+    TYPE: ClassVar[str] = "AnswerSubmitted"
+    node: str
+    skill: str
+    answer: str
+    correct: bool
+    attempt: int
+    seconds_taken: float
+    hints_used: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HintGiven(Event):
+    """A student asked for a hint and got the `hint_number`-th one."""
+
+    TYPE: ClassVar[str] = "HintGiven"
+    node: str
+    skill: str
+    hint_number: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuestionSkipped(Event):
+    """A student skipped a question without answering it."""
+
+    TYPE: ClassVar[str] = "QuestionSkipped"
+    node: str
+    skill: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CourseCompleted(Event):
+    """A student reached the end of a course."""
+
+    TYPE: ClassVar[str] = "CourseCompleted"
+    answered: int
+    correct: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CourseStopped(Event):
+    """A student asked to stop; the session keeps their place."""
+
+    TYPE: ClassVar[str] = "CourseStopped"
+    node: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionExpired(Event):
+    """A student came back after the inactivity limit; their attempt was reset."""
+
+    TYPE: ClassVar[str] = "SessionExpired"
+    node: str
+    idle_seconds: float
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        CourseStarted,
+        AnswerSubmitted,
+        HintGiven,
+        QuestionSkipped,
+        CourseCompleted,
+        CourseStopped,
+        SessionExpired,
+    )
+}

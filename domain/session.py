@@ -1,0 +1,372 @@
+"""The session state machine: a message in; a new session, a reply and events out.
+
+`decide` is a pure function. It never raises for a message a student can send, so
+every message gets a reply; a message id already seen changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from enum import StrEnum
+
+from tutorlane.domain import phrases
+from tutorlane.domain.answers import judge, read_numbers
+from tutorlane.domain.course import (
+    ChoiceAnswer,
+    Course,
+    Node,
+    NumberAnswer,
+    PhraseAnswer,
+    Text,
+)
+from tutorlane.domain.events import (
+    AnswerSubmitted,
+    CourseCompleted,
+    CourseStarted,
+    CourseStopped,
+    Event,
+    HintGiven,
+    QuestionSkipped,
+    SessionExpired,
+    event_id_for,
+    redact_answer,
+)
+from tutorlane.domain.messages import Inbound, Reply
+from tutorlane.domain.phrases import Command
+
+# How many recent message ids a session remembers to drop redeliveries. A retry that
+# arrives after this many newer messages of the same student would be applied again;
+# 6-byte fingerprints keep the window within the Redis memory budget of a session.
+RECENT_MESSAGES = 32
+DEFAULT_INACTIVITY_SECONDS = 30 * 60
+
+
+class Status(StrEnum):
+    """Where a student is in the course."""
+
+    NEW = "new"
+    ACTIVE = "active"
+    STOPPED = "stopped"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Everything the fast lane knows about one student between two messages."""
+
+    version: int = 0
+    seq: int = 0
+    status: Status = Status.NEW
+    language: str = "en"
+    course: str = ""
+    node: str = ""
+    attempts: int = 0
+    hints: int = 0
+    asked_at: float = 0.0
+    last_seen: float = 0.0
+    answered: int = 0
+    correct: int = 0
+    plan: tuple[str, ...] = ()
+    plan_for: str = ""
+    detour: str = ""
+    recent: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one message did: the new session, the reply and the events to record."""
+
+    session: Session
+    reply: Reply | None
+    events: tuple[Event, ...]
+
+    @property
+    def is_duplicate(self) -> bool:
+        """Tell whether the message had been handled before and changed nothing."""
+        return self.reply is None
+
+
+def message_digest(message_id: str) -> bytes:
+    """Return the short fingerprint a session keeps of a message id."""
+    return hashlib.blake2b(message_id.encode(), digest_size=6).digest()
+
+
+def decide(
+    session: Session,
+    message: Inbound,
+    course: Course,
+    student: str,
+    now: float,
+    inactivity_seconds: float = DEFAULT_INACTIVITY_SECONDS,
+) -> Decision:
+    """Apply one inbound message of `student` to their session at time `now`."""
+    digest = message_digest(message.message_id)
+    if digest in session.recent:
+        return Decision(session, None, ())
+
+    turn = _Turn(session, message, course, student, now)
+    turn.expire_if_idle(inactivity_seconds)
+    turn.respond()
+    return turn.finish(digest)
+
+
+class _Turn:
+    """The working state of one `decide` call: the session as it changes, and output."""
+
+    def __init__(
+        self,
+        session: Session,
+        message: Inbound,
+        course: Course,
+        student: str,
+        now: float,
+    ) -> None:
+        self.session = session
+        self.message = message
+        self.course = course
+        self.student = student
+        self.now = now
+        self.events: list[Event] = []
+        self.lines: list[str] = []
+        self.buttons: tuple[str, ...] = ()
+        self.expired = False
+
+    # Output ---------------------------------------------------------------------
+
+    def say(self, text: Text, **values: object) -> None:
+        self.lines.append(text.in_language(self.session.language).format(**values))
+
+    def record(self, factory: Callable[..., Event], **fields: object) -> None:
+        seq = self.session.seq + 1
+        self.session = replace(self.session, seq=seq)
+        self.events.append(
+            factory(
+                event_id=event_id_for(self.student, self.message.message_id, seq),
+                student=self.student,
+                seq=seq,
+                message_id=self.message.message_id,
+                occurred_at=self.now,
+                course=self.course.id,
+                **fields,
+            )
+        )
+
+    def finish(self, digest: bytes) -> Decision:
+        recent = (*self.session.recent, digest)[-RECENT_MESSAGES:]
+        session = replace(
+            self.session,
+            version=self.session.version + 1,
+            last_seen=self.now,
+            recent=recent,
+        )
+        reply = Reply("\n\n".join(self.lines), self.buttons)
+        return Decision(session, reply, tuple(self.events))
+
+    # Flow -----------------------------------------------------------------------
+
+    @property
+    def node(self) -> Node | None:
+        session = self.session
+        if session.status is not Status.ACTIVE or session.course != self.course.id:
+            return None
+        return self.course.nodes.get(session.node)
+
+    def expire_if_idle(self, inactivity_seconds: float) -> None:
+        node = self.node
+        idle = self.now - self.session.last_seen
+        if node is None or idle <= inactivity_seconds:
+            return
+        self.record(SessionExpired, node=node.id, idle_seconds=round(idle, 3))
+        self.session = replace(self.session, attempts=0, hints=0)
+        self.expired = True
+
+    def respond(self) -> None:
+        text = self.message.text if self.message.is_readable else ""
+        command = phrases.read_command(text) if text else None
+        if self.expired and command is None:
+            # NOTE: after a long pause the student has likely forgotten the question,
+            # so their message is not judged; they see the question again.
+            self.say(phrases.WELCOME_BACK)
+            self.ask_current()
+        elif command is not None:
+            self.run(command, text)
+        elif not self.message.is_readable:
+            self.say(phrases.CANNOT_READ)
+            self.ask_current_or_invite()
+        elif self.node is None:
+            self.say(phrases.NOT_STARTED)
+        else:
+            self.answer(self.node, text)
+
+    def run(self, command: Command, text: str) -> None:
+        node = self.node
+        if command is Command.GREETING and phrases.looks_hindi(text):
+            self.session = replace(self.session, language="hi")
+
+        if command is Command.START:
+            self.start()
+        elif command is Command.GREETING:
+            self.greet()
+        elif command is Command.HELP:
+            self.say(phrases.HELP)
+            self.ask_current_or_invite()
+        elif command in (Command.ENGLISH, Command.HINDI):
+            language = "hi" if command is Command.HINDI else "en"
+            self.session = replace(self.session, language=language)
+            self.say(phrases.LANGUAGE_SET)
+            self.ask_current_or_invite()
+        elif node is None:
+            self.say(phrases.NOT_STARTED)
+        elif command is Command.HINT:
+            self.hint(node)
+        elif command is Command.SKIP:
+            self.record(QuestionSkipped, node=node.id, skill=node.skill)
+            self.say(phrases.SKIPPED, answer=_show_answer(node))
+            self.move_to(self.forward(node, node.next.exhausted))
+        else:
+            self.record(CourseStopped, node=node.id)
+            self.session = replace(self.session, status=Status.STOPPED)
+            self.say(phrases.STOPPED)
+
+    def greet(self) -> None:
+        """Resume a student who has a place in the course, else start it."""
+        resumable = (
+            self.session.status in (Status.ACTIVE, Status.STOPPED)
+            and self.session.course == self.course.id
+            and self.course.has_node(self.session.node)
+        )
+        if not resumable:
+            self.start()
+            return
+        self.session = replace(self.session, status=Status.ACTIVE)
+        self.say(phrases.WELCOME_BACK)
+        self.ask_current()
+
+    def start(self) -> None:
+        first = self.course.start
+        self.session = replace(
+            self.session,
+            status=Status.ACTIVE,
+            course=self.course.id,
+            answered=0,
+            correct=0,
+            plan=(),
+            plan_for="",
+        )
+        self.record(CourseStarted, node=first, language=self.session.language)
+        self.say(phrases.WELCOME, title=self.course.title.in_language(self.language))
+        self.move_to(first)
+
+    @property
+    def language(self) -> str:
+        return self.session.language
+
+    def hint(self, node: Node) -> None:
+        if self.session.hints >= len(node.hints):
+            self.say(phrases.NO_MORE_HINTS)
+            self.ask_current()
+            return
+        number = self.session.hints + 1
+        self.record(HintGiven, node=node.id, skill=node.skill, hint_number=number)
+        self.session = replace(self.session, hints=number)
+        self.lines.append(node.hints[number - 1].in_language(self.language))
+        self.buttons = node.buttons
+
+    def answer(self, node: Node, text: str) -> None:
+        if isinstance(node.answer, NumberAnswer) and not read_numbers(text):
+            self.say(phrases.NEEDS_NUMBER)
+            self.ask_current()
+            return
+
+        correct = judge(node.answer, text)
+        attempt = self.session.attempts + 1
+        self.record(
+            AnswerSubmitted,
+            node=node.id,
+            skill=node.skill,
+            answer=redact_answer(text),
+            correct=correct,
+            attempt=attempt,
+            seconds_taken=round(max(0.0, self.now - self.session.asked_at), 3),
+            hints_used=self.session.hints,
+        )
+        self.session = replace(
+            self.session,
+            answered=self.session.answered + 1,
+            correct=self.session.correct + int(correct),
+        )
+
+        if correct:
+            self.lines.append(node.right_feedback.in_language(self.language))
+            self.move_to(self.forward(node, node.next.right))
+        elif attempt < node.attempts:
+            self.lines.append(node.wrong_feedback.in_language(self.language))
+            # A detour to an easier question is taken once per node, so that a
+            # student who keeps failing cannot loop between the two forever.
+            if node.next.wrong is None or self.session.detour == node.id:
+                self.session = replace(self.session, attempts=attempt)
+                self.ask_current()
+            else:
+                self.session = replace(self.session, detour=node.id)
+                self.move_to(node.next.wrong)
+        else:
+            self.lines.append(node.wrong_feedback.in_language(self.language))
+            self.say(phrases.ANSWER_WAS, answer=_show_answer(node))
+            self.move_to(self.forward(node, node.next.exhausted))
+
+    def forward(self, node: Node, default: str | None) -> str | None:
+        """Pick the next node: the Navigator's plan when it is fresh, else the graph."""
+        plan = self.session.plan
+        if plan and self.session.plan_for == node.id and self.course.has_node(plan[0]):
+            self.session = replace(self.session, plan=plan[1:], plan_for=plan[0])
+            return plan[0]
+        return default
+
+    def move_to(self, node_id: str | None) -> None:
+        if node_id is None:
+            self.record(
+                CourseCompleted,
+                answered=self.session.answered,
+                correct=self.session.correct,
+            )
+            self.say(
+                phrases.FINISHED,
+                correct=self.session.correct,
+                answered=self.session.answered,
+            )
+            self.session = replace(self.session, status=Status.FINISHED, node="")
+            return
+        self.session = replace(
+            self.session, node=node_id, attempts=0, hints=0, asked_at=self.now
+        )
+        self.ask_current()
+
+    def ask_current(self) -> None:
+        node = self.node
+        if node is None:
+            return
+        self.lines.append(node.question.in_language(self.language))
+        self.buttons = node.buttons
+
+    def ask_current_or_invite(self) -> None:
+        if self.node is None:
+            self.say(phrases.NOT_STARTED)
+        else:
+            self.ask_current()
+
+
+def _show_answer(node: Node) -> str:
+    answer = node.answer
+    if isinstance(answer, NumberAnswer):
+        return _plain_number(answer.value)
+    if isinstance(answer, PhraseAnswer):
+        return answer.phrases[0]
+    assert isinstance(answer, ChoiceAnswer)
+    return answer.choice
+
+
+def _plain_number(value: Decimal) -> str:
+    return format(value.normalize(), "f")

@@ -1,0 +1,348 @@
+"""The session state machine: what each message does to a student's session."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tutorlane.domain.course import Course, parse_course
+from tutorlane.domain.events import (
+    AnswerSubmitted,
+    CourseCompleted,
+    CourseStarted,
+    CourseStopped,
+    Event,
+    HintGiven,
+    QuestionSkipped,
+    SessionExpired,
+)
+from tutorlane.domain.messages import Inbound, Kind
+from tutorlane.domain.session import (
+    RECENT_MESSAGES,
+    Decision,
+    Session,
+    Status,
+    decide,
+)
+from tutorlane.tests.courses import TINY_COURSE
+
+STUDENT = "student-pseudonym"
+T0 = 1_700_000_000.0
+
+
+class Conversation:
+    """Feeds messages to `decide` one after another, like the fast lane does."""
+
+    def __init__(self, course: Course, session: Session | None = None) -> None:
+        self.course = course
+        self.session = session or Session()
+        self.now = T0
+        self.count = 0
+
+    def send(
+        self, text: str = "", kind: Kind = Kind.TEXT, after: float = 5.0
+    ) -> Decision:
+        self.count += 1
+        self.now += after
+        message = Inbound(f"m-{self.count}", kind, text)
+        decision = decide(self.session, message, self.course, STUDENT, self.now)
+        self.session = decision.session
+        return decision
+
+
+def started(course: Course) -> Conversation:
+    conversation = Conversation(course)
+    conversation.send("hi")
+    return conversation
+
+
+def test_a_greeting_starts_the_course_at_its_first_question(course: Course) -> None:
+    decision = Conversation(course).send("hi")
+
+    assert decision.session.status is Status.ACTIVE
+    assert decision.session.node == "add-1"
+    assert decision.reply is not None
+    assert "What is 7 + 8?" in decision.reply.text
+    assert [type(e) for e in decision.events] == [CourseStarted]
+
+
+def test_a_hindi_greeting_switches_the_tutor_to_hindi(course: Course) -> None:
+    decision = Conversation(course).send("नमस्ते")
+
+    assert decision.session.language == "hi"
+    assert decision.reply is not None
+    assert "7 + 8 कितना है?" in decision.reply.text
+
+
+def test_a_right_answer_gives_feedback_and_the_next_question(course: Course) -> None:
+    chat = started(course)
+    decision = chat.send("Answer is 15")
+
+    assert decision.session.node == "add-2"
+    assert decision.reply is not None
+    assert decision.reply.text.startswith("Correct! 15.")
+    assert "Pick 2 + 2" in decision.reply.text
+    assert decision.reply.buttons == ("3", "4", "5")
+    (event,) = decision.events
+    assert isinstance(event, AnswerSubmitted)
+    assert (event.node, event.skill, event.correct, event.attempt) == (
+        "add-1",
+        "addition",
+        True,
+        1,
+    )
+    assert event.seconds_taken == 5.0
+
+
+def test_a_wrong_answer_with_attempts_left_asks_again(course: Course) -> None:
+    chat = started(course)
+    decision = chat.send("14")
+
+    assert decision.session.node == "add-1"
+    assert decision.session.attempts == 1
+    assert decision.reply is not None
+    assert "Not quite." in decision.reply.text
+    assert "What is 7 + 8?" in decision.reply.text
+    assert isinstance(decision.events[0], AnswerSubmitted)
+    assert decision.events[0].correct is False
+
+
+def test_the_last_wrong_attempt_shows_the_answer_and_moves_on(course: Course) -> None:
+    chat = started(course)
+    chat.send("14")
+    decision = chat.send("16")
+
+    assert decision.session.node == "add-2"
+    assert decision.reply is not None
+    assert "The answer is 15." in decision.reply.text
+    assert decision.events[0].attempt == 2  # type: ignore[attr-defined]
+
+
+def test_an_answer_offering_two_numbers_is_not_right(course: Course) -> None:
+    decision = started(course).send("14 or 15")
+
+    assert decision.events[0].correct is False  # type: ignore[attr-defined]
+
+
+def test_text_without_a_number_does_not_use_an_attempt(course: Course) -> None:
+    chat = started(course)
+    decision = chat.send("I am not sure")
+
+    assert decision.session.attempts == 0
+    assert decision.events == ()
+    assert decision.reply is not None
+    assert "number" in decision.reply.text
+
+
+def test_hints_come_in_order_then_run_out(course: Course) -> None:
+    chat = started(course)
+    first = chat.send("hint")
+    second = chat.send("hint")
+    third = chat.send("hint")
+
+    assert first.reply is not None and first.reply.text == "Count on from 7."
+    assert second.reply is not None and "5 more" in second.reply.text
+    assert third.reply is not None and "No more hints" in third.reply.text
+    assert [type(e) for e in (*first.events, *second.events)] == [HintGiven, HintGiven]
+    assert third.events == ()
+
+
+def test_skip_moves_on_and_records_it(course: Course) -> None:
+    decision = started(course).send("skip")
+
+    assert decision.session.node == "add-2"
+    assert isinstance(decision.events[0], QuestionSkipped)
+
+
+def test_a_button_answer_is_judged_on_its_body(course: Course) -> None:
+    chat = started(course)
+    chat.send("15")
+    decision = chat.send("4", kind=Kind.BUTTON)
+
+    assert decision.session.node == "shape-1"
+    assert decision.events[0].correct is True  # type: ignore[attr-defined]
+
+
+def test_a_detour_to_an_easier_question_is_taken_once() -> None:
+    data = {**TINY_COURSE, "nodes": [dict(node) for node in TINY_COURSE["nodes"]]}
+    data["nodes"][0]["next"] = {"right": "add-2", "wrong": "add-2", "exhausted": None}
+    data["nodes"][0]["attempts"] = 3
+    data["nodes"][1]["next"] = {"right": "add-1", "exhausted": "add-1"}
+    chat = Conversation(parse_course(data, "detour.yaml"))
+    chat.send("hi")
+
+    assert chat.send("14").session.node == "add-2", "first wrong answer: detour"
+    assert chat.send("4", kind=Kind.BUTTON).session.node == "add-1", "and back"
+    assert chat.send("14").session.node == "add-1", "no second detour"
+
+
+def test_stop_then_hello_resumes_at_the_same_question(course: Course) -> None:
+    chat = started(course)
+    chat.send("15")
+    stopped = chat.send("stop")
+    resumed = chat.send("hello")
+
+    assert stopped.session.status is Status.STOPPED
+    assert isinstance(stopped.events[0], CourseStopped)
+    assert resumed.session.status is Status.ACTIVE
+    assert resumed.session.node == "add-2"
+    assert resumed.reply is not None and "Pick 2 + 2" in resumed.reply.text
+
+
+def test_start_restarts_the_course_from_the_beginning(course: Course) -> None:
+    chat = started(course)
+    chat.send("15")
+    decision = chat.send("restart")
+
+    assert decision.session.node == "add-1"
+    assert isinstance(decision.events[0], CourseStarted)
+
+
+def test_the_last_right_answer_completes_the_course(course: Course) -> None:
+    chat = started(course)
+    chat.send("15")
+    chat.send("4", kind=Kind.BUTTON)
+    decision = chat.send("it is a triangle")
+
+    assert decision.session.status is Status.FINISHED
+    completed = decision.events[-1]
+    assert isinstance(completed, CourseCompleted)
+    assert (completed.answered, completed.correct) == (3, 3)
+    assert decision.reply is not None and "3 of 3" in decision.reply.text
+
+
+def test_media_gets_a_gentle_reply_and_the_question_again(course: Course) -> None:
+    decision = started(course).send(kind=Kind.MEDIA)
+
+    assert decision.reply is not None
+    assert "pictures" in decision.reply.text
+    assert "What is 7 + 8?" in decision.reply.text
+    assert decision.events == ()
+
+
+def test_a_message_before_starting_invites_the_student(course: Course) -> None:
+    decision = Conversation(course).send("15")
+
+    assert decision.session.status is Status.NEW
+    assert decision.reply is not None and "Send hi" in decision.reply.text
+
+
+def test_coming_back_after_the_inactivity_limit_expires_the_attempt(
+    course: Course,
+) -> None:
+    chat = started(course)
+    chat.send("14")
+    decision = chat.send("15", after=31 * 60)
+
+    assert isinstance(decision.events[0], SessionExpired)
+    assert len(decision.events) == 1, "the answer after a long pause is not judged"
+    assert decision.session.attempts == 0
+    assert decision.reply is not None and "Welcome back" in decision.reply.text
+
+
+def test_a_redelivered_message_changes_nothing(course: Course) -> None:
+    chat = started(course)
+    first = chat.send("15")
+    again = decide(first.session, Inbound("m-2", Kind.TEXT, "15"), course, STUDENT, T0)
+
+    assert again.is_duplicate
+    assert again.session is first.session
+    assert again.events == ()
+
+
+def test_a_message_older_than_the_dedupe_window_is_applied_again(
+    course: Course,
+) -> None:
+    chat = started(course)
+    for _ in range(RECENT_MESSAGES):
+        chat.send("help")
+    again = decide(chat.session, Inbound("m-1", Kind.TEXT, "hi"), course, STUDENT, T0)
+
+    assert not again.is_duplicate, "the window is bounded; this documents its size"
+
+
+def test_a_fresh_navigator_plan_overrides_the_course_graph(course: Course) -> None:
+    chat = started(course)
+    chat.session = replace(chat.session, plan=("shape-1",), plan_for="add-1")
+    decision = chat.send("15")
+
+    assert decision.session.node == "shape-1"
+
+
+def test_a_stale_navigator_plan_is_ignored(course: Course) -> None:
+    chat = started(course)
+    chat.session = replace(chat.session, plan=("shape-1",), plan_for="add-2")
+    decision = chat.send("15")
+
+    assert decision.session.node == "add-2"
+
+
+def test_event_ids_are_deterministic_and_sequences_have_no_gaps(course: Course) -> None:
+    one, two = Conversation(course), Conversation(course)
+    events_one: list[Event] = []
+    events_two: list[Event] = []
+    for text in ("hi", "14", "hint", "15", "skip"):
+        events_one.extend(one.send(text).events)
+        events_two.extend(two.send(text).events)
+
+    assert [e.event_id for e in events_one] == [e.event_id for e in events_two]
+    assert len({e.event_id for e in events_one}) == len(events_one)
+    assert [e.seq for e in events_one] == list(range(1, len(events_one) + 1))
+    assert one.session.seq == len(events_one)
+
+
+def test_a_phone_number_typed_as_an_answer_is_not_recorded(course: Course) -> None:
+    decision = started(course).send("call me 98765 43210 or 15")
+
+    answer = decision.events[0].answer  # type: ignore[attr-defined]
+    assert "98765" not in answer
+    assert "43210" not in answer
+
+
+messages = st.tuples(
+    st.sampled_from(list(Kind)),
+    st.one_of(
+        st.text(max_size=60),
+        st.sampled_from(["hi", "15", "4", "hint", "skip", "stop", "start", "triangle"]),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(messages, max_size=25))
+def test_every_message_gets_a_reply_and_the_version_only_grows(
+    sequence: list[tuple[Kind, str]],
+) -> None:
+    course = parse_course(TINY_COURSE, "tiny.yaml")
+    chat = Conversation(course)
+    seen_seq = 0
+    for kind, text in sequence:
+        before = chat.session.version
+        decision = chat.send(text, kind=kind)
+
+        assert decision.reply is not None and decision.reply.text.strip()
+        assert decision.session.version == before + 1
+        for event in decision.events:
+            seen_seq += 1
+            assert event.seq == seen_seq
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(messages, min_size=1, max_size=RECENT_MESSAGES + 10), st.data())
+def test_redelivering_any_recent_message_changes_nothing(
+    sequence: list[tuple[Kind, str]], data: st.DataObject
+) -> None:
+    course = parse_course(TINY_COURSE, "tiny.yaml")
+    chat = Conversation(course)
+    sent = []
+    for kind, text in sequence:
+        chat.send(text, kind=kind)
+        sent.append(Inbound(f"m-{chat.count}", kind, text))
+
+    redelivered = data.draw(st.sampled_from(sent[-RECENT_MESSAGES:]))
+    decision = decide(chat.session, redelivered, course, STUDENT, chat.now + 1)
+
+    assert decision.is_duplicate
+    assert decision.session == chat.session
