@@ -1,0 +1,98 @@
+"""Compact binary forms of sessions, events and outgoing replies (MessagePack)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgspec
+
+from tutorlane.domain.events import EVENT_TYPES, Event
+from tutorlane.domain.messages import Reply
+from tutorlane.domain.session import Session, Status
+
+# A session is stored as a MessagePack array, field values in declaration order after
+# a format number: no field names repeated in every key, which keeps Redis small.
+# New fields go at the end with a default, so older sessions still decode.
+SESSION_FORMAT = 1
+_SESSION_FIELDS = tuple(field.name for field in dataclasses.fields(Session))
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+
+class CorruptRecord(ValueError):
+    """Stored bytes cannot be read back; the message says which record and why."""
+
+
+def encode_session(session: Session) -> bytes:
+    """Return the stored form of a session."""
+    values = [getattr(session, name) for name in _SESSION_FIELDS]
+    return _encoder.encode([SESSION_FORMAT, *values])
+
+
+def decode_session(data: bytes) -> Session:
+    """Read a stored session back."""
+    values = _decoder.decode(data)
+    if not isinstance(values, list) or not values or values[0] != SESSION_FORMAT:
+        raise CorruptRecord(f"session format {values[:1]!r} is not {SESSION_FORMAT}")
+    fields = dict(zip(_SESSION_FIELDS, values[1:], strict=False))
+    fields["status"] = Status(fields.get("status", Status.NEW))
+    fields["plan"] = tuple(fields.get("plan", ()))
+    fields["recent"] = tuple(fields.get("recent", ()))
+    return Session(**fields)
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """Return an event as plain data, tagged with its type and version."""
+    return {"type": event.TYPE, "v": event.VERSION, **dataclasses.asdict(event)}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Read an event back from plain data."""
+    fields = dict(data)
+    type_name = fields.pop("type", None)
+    fields.pop("v", None)
+    event_type = EVENT_TYPES.get(str(type_name))
+    if event_type is None:
+        raise CorruptRecord(f"unknown event type {type_name!r}")
+    try:
+        return msgspec.convert(fields, event_type)
+    except msgspec.ValidationError as ex:
+        raise CorruptRecord(f"{type_name} event is malformed: {ex}") from None
+
+
+def encode_events(events: tuple[Event, ...]) -> bytes:
+    """Return the outbox form of the events of one message."""
+    return _encoder.encode([event_to_dict(event) for event in events])
+
+
+def decode_events(data: bytes) -> list[Event]:
+    """Read the events of one outbox entry back."""
+    return [event_from_dict(item) for item in _decoder.decode(data)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutgoingReply:
+    """A reply waiting in the outbox: who gets it and what it says."""
+
+    to: str
+    reply: Reply
+    created_at: float
+
+
+def encode_reply(outgoing: OutgoingReply) -> bytes:
+    """Return the outbox form of a reply."""
+    reply = outgoing.reply
+    return _encoder.encode(
+        [outgoing.to, reply.text, reply.buttons, outgoing.created_at]
+    )
+
+
+def decode_reply(data: bytes) -> OutgoingReply:
+    """Read an outbox reply back."""
+    try:
+        to, text, buttons, created_at = _decoder.decode(data)
+    except (ValueError, TypeError) as ex:
+        raise CorruptRecord(f"outbox reply cannot be read: {ex}") from None
+    return OutgoingReply(to, Reply(text, tuple(buttons)), created_at)

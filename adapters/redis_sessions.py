@@ -1,0 +1,185 @@
+"""Sessions and the outbox in Redis: one read per message, one Lua step to commit.
+
+Keys of a student live in one shard and carry its Redis Cluster hash tag, so that a
+Lua script only ever touches one slot:
+
+    tl:{s07}:s:<student>   hash: v (version), d (session)
+    tl:{s07}:r             stream of replies waiting to be confirmed as sent
+    tl:{s07}:e             stream of domain events waiting for the relay
+
+A shard, not a single student, is the unit of the hash tag because the outbox streams
+must sit in the same slot as every session that writes to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from tutorlane.adapters.codecs import (
+    OutgoingReply,
+    decode_reply,
+    decode_session,
+    encode_events,
+    encode_reply,
+    encode_session,
+)
+from tutorlane.commands.ports import PendingReply, VersionConflict
+from tutorlane.domain.events import Event
+from tutorlane.domain.messages import Reply
+from tutorlane.domain.session import Session
+
+DEFAULT_SHARDS = 16
+SESSION_TTL_SECONDS = 60 * 60 * 24 * 30
+
+# KEYS: session, replies stream, events stream.
+# ARGV: expected version, new version, session, ttl, student, reply,
+#       events ('' when the message produced none).
+_COMMIT = """
+local stored = redis.call('HGET', KEYS[1], 'v')
+if (stored or '0') ~= ARGV[1] then
+  return false
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+local reply_id = redis.call('XADD', KEYS[2], '*', 's', ARGV[5], 'r', ARGV[6])
+if ARGV[7] ~= '' then
+  redis.call('XADD', KEYS[3], '*', 's', ARGV[5], 'e', ARGV[7])
+end
+return reply_id
+"""
+
+
+def shard_of(student: str, shards: int) -> int:
+    """Return the outbox shard a student belongs to."""
+    digest = hashlib.blake2b(student.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+def shard_tag(shard: int) -> str:
+    """Return the key prefix, with its hash tag, of one shard."""
+    return f"tl:{{s{shard:02d}}}"
+
+
+class RedisSessionStore:
+    """Sessions, dedupe marks and the outbox in Redis (or fakeredis, same code)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        shards: int = DEFAULT_SHARDS,
+        session_ttl: int = SESSION_TTL_SECONDS,
+    ) -> None:
+        self.redis = redis
+        self.shards = shards
+        self.session_ttl = session_ttl
+        self._commit = redis.register_script(_COMMIT)
+
+    def session_key(self, student: str) -> str:
+        """Return the key of a student's session."""
+        return f"{shard_tag(shard_of(student, self.shards))}:s:{student}"
+
+    def replies_key(self, shard: int) -> str:
+        """Return the key of one shard's reply outbox."""
+        return f"{shard_tag(shard)}:r"
+
+    def events_key(self, shard: int) -> str:
+        """Return the key of one shard's event outbox."""
+        return f"{shard_tag(shard)}:e"
+
+    async def load(self, student: str) -> Session:
+        """Return the student's session, or a new one."""
+        data = await self.redis.hget(self.session_key(student), "d")
+        return Session() if data is None else decode_session(_bytes(data))
+
+    async def commit(
+        self,
+        student: str,
+        expected_version: int,
+        session: Session,
+        to: str,
+        reply: Reply,
+        events: Sequence[Event],
+    ) -> str:
+        """Write session, reply and events at once, if the version is unchanged."""
+        shard = shard_of(student, self.shards)
+        outgoing = OutgoingReply(to, reply, session.last_seen)
+        entry_id = await self._commit(
+            keys=[
+                self.session_key(student),
+                self.replies_key(shard),
+                self.events_key(shard),
+            ],
+            args=[
+                expected_version,
+                session.version,
+                encode_session(session),
+                self.session_ttl,
+                student,
+                encode_reply(outgoing),
+                encode_events(tuple(events)) if events else b"",
+            ],
+        )
+        if entry_id is None:
+            raise VersionConflict(f"session of {student} moved past {expected_version}")
+        return _text(entry_id)
+
+    async def confirm(self, student: str, entry_id: str) -> None:
+        """Remove a sent reply from the outbox."""
+        shard = shard_of(student, self.shards)
+        await self.redis.xdel(self.replies_key(shard), entry_id)
+
+    async def lease(self, shard: int, owner: str, seconds: float) -> bool:
+        """Take (or keep) the right to sweep one shard for `seconds`."""
+        key = f"{shard_tag(shard)}:sweeper"
+        milliseconds = int(seconds * 1000)
+        taken = await self.redis.set(key, owner, nx=True, px=milliseconds)
+        if taken:
+            return True
+        if _text(await self.redis.get(key) or b"") == owner:
+            await self.redis.pexpire(key, milliseconds)
+            return True
+        return False
+
+    async def unconfirmed(
+        self, shard: int, older_than: float, limit: int
+    ) -> list[PendingReply]:
+        """Return replies of one shard committed before `older_than`, oldest first."""
+        newest = f"({int(older_than * 1000)}-0"
+        # NOTE: redis-py types stream rows loosely; without decoding they are bytes.
+        rows = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrange(self.replies_key(shard), "-", newest, limit),
+        )
+        return [_pending(entry_id, fields) for entry_id, fields in rows]
+
+    async def outbox_sizes(self) -> dict[str, int]:
+        """Return how many replies and events wait in the outbox, over all shards."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in range(self.shards):
+            pipe.xlen(self.replies_key(shard))
+            pipe.xlen(self.events_key(shard))
+        counts = await pipe.execute()
+        return {"replies": sum(counts[0::2]), "events": sum(counts[1::2])}
+
+
+def _pending(entry_id: Any, fields: dict[bytes, bytes]) -> PendingReply:
+    outgoing = decode_reply(fields[b"r"])
+    return PendingReply(
+        entry_id=_text(entry_id),
+        student=_text(fields[b"s"]),
+        to=outgoing.to,
+        reply=outgoing.reply,
+        created_at=outgoing.created_at,
+    )
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

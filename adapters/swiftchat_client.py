@@ -1,0 +1,153 @@
+"""The SwiftChat send-message API over HTTP (httpx), with retries and a rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from email.utils import parsedate_to_datetime
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from tutorlane.adapters.swiftchat_wire import render_reply
+from tutorlane.commands.ports import PermanentSendError
+from tutorlane.domain.messages import Reply
+
+MAX_RETRY_AFTER_SECONDS = 30.0
+
+
+class RetryableSendError(Exception):
+    """The API is busy, failing or slow; the same request may succeed later."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class TokenBucket:
+    """Allows `rate` sends a second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        """Wait until a send is allowed."""
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(
+                    self.burst, self.tokens + (now - self.updated) * self.rate
+                )
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class SwiftChatClient:
+    """Sends replies through `POST {base}/api/bots/{bot_id}/messages`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        bot_id: str,
+        api_key: str,
+        timeout: float = 5.0,
+        attempts: int = 4,
+        max_seconds: float = 30.0,
+        rate_per_second: float = 1000.0,
+    ) -> None:
+        self.path = f"/api/bots/{bot_id}/messages"
+        self.attempts = attempts
+        self.max_seconds = max_seconds
+        self.bucket = TokenBucket(rate_per_second, burst=rate_per_second)
+        self.http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        )
+
+    async def send(self, to: str, reply: Reply) -> None:
+        """Send a reply; retry what can succeed later, raise on what cannot."""
+        body = render_reply(to, reply)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(RetryableSendError),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
+            wait=_wait_for_server_or_backoff,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.bucket.take()
+                await self._post(body)
+
+    async def _post(self, body: dict[str, object]) -> None:
+        try:
+            response = await self.http.post(self.path, json=body)
+        except httpx.TimeoutException:
+            raise RetryableSendError("timed out") from None
+        except httpx.TransportError as ex:
+            raise RetryableSendError(
+                f"connection failed: {type(ex).__name__}"
+            ) from None
+
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if status == 429 or status >= 500:
+            raise RetryableSendError(
+                f"HTTP {status}", _retry_after(response.headers.get("Retry-After"))
+            )
+        # NOTE: the response text may echo the request, phone number included, so
+        # only the API's error code and message go into the exception.
+        raise PermanentSendError(f"HTTP {status}: {_api_error(response)}")
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.http.aclose()
+
+
+_backoff = wait_exponential_jitter(multiplier=0.2, max=5.0)
+
+
+def _wait_for_server_or_backoff(state: RetryCallState) -> float:
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    if isinstance(error, RetryableSendError) and error.retry_after is not None:
+        return min(error.retry_after, MAX_RETRY_AFTER_SECONDS)
+    return _backoff(state)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def _api_error(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return "no JSON body"
+    if isinstance(data, dict):
+        return f"code={data.get('code')!r} message={str(data.get('message'))[:200]!r}"
+    return "unexpected body"

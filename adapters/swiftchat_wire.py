@@ -1,0 +1,114 @@
+"""The SwiftChat wire format: inbound webhook bodies and outbound message bodies."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from tutorlane.domain.messages import Inbound, Kind, Reply
+
+MAX_TEXT = 4096
+_PHONE = re.compile(r"\+?[0-9]{6,20}")
+_MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
+
+
+class BadPayload(ValueError):
+    """A webhook body is not a SwiftChat message; the message says what is wrong."""
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    # NOTE: `from` is a Python keyword, hence the rename.
+    sender: str = msgspec.field(name="from")
+    type: str = msgspec.field()
+    message_id: str = msgspec.field()
+    timestamp: int | str = msgspec.field()
+    conversation_id: str | None = None
+    conversation_initiated_by: str | None = None
+
+
+class _Body(msgspec.Struct, frozen=True):
+    body: str
+
+
+class _Button(msgspec.Struct, frozen=True):
+    body: str
+    button_index: int | str | None = None
+
+
+class _Menu(msgspec.Struct, frozen=True):
+    body: str
+    id: int | str | None = None
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_raw_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def parse_inbound(body: bytes) -> tuple[str, Inbound]:
+    """Read a webhook body into the sender's phone and the message, or raise."""
+    try:
+        raw = _raw_decoder.decode(body)
+        envelope = msgspec.convert(raw, _Envelope)
+    except msgspec.ValidationError as ex:
+        raise BadPayload(f"not a SwiftChat message: {ex}") from None
+    except msgspec.DecodeError as ex:
+        raise BadPayload(f"body is not valid JSON: {ex}") from None
+
+    if not _PHONE.fullmatch(envelope.sender):
+        raise BadPayload("`from` must be a phone number such as +919800000001")
+    if not envelope.message_id.strip() or len(envelope.message_id) > 256:
+        raise BadPayload("`message_id` must be a non-empty id of at most 256 chars")
+    _check_timestamp(envelope.timestamp)
+
+    message = _read_payload(envelope, raw.get(envelope.type))
+    return envelope.sender, message
+
+
+def _check_timestamp(timestamp: int | str) -> None:
+    if isinstance(timestamp, str) and not timestamp.strip().isdigit():
+        raise BadPayload("`timestamp` must be Unix seconds, as a number or a string")
+
+
+def _read_payload(envelope: _Envelope, payload: Any) -> Inbound:
+    kind = envelope.type
+    message_id = envelope.message_id
+    try:
+        if kind == "text":
+            text = msgspec.convert(payload, _Body).body
+            return Inbound(message_id, Kind.TEXT, text[:MAX_TEXT])
+        if kind == "button_response":
+            text = msgspec.convert(payload, _Button).body
+            return Inbound(message_id, Kind.BUTTON, text[:MAX_TEXT])
+        if kind == "multi_select_button_response":
+            choices = msgspec.convert(payload, list[_Button])
+            text = ", ".join(choice.body for choice in choices)
+            return Inbound(message_id, Kind.MULTI_SELECT, text[:MAX_TEXT])
+        if kind == "persistent_menu_response":
+            text = msgspec.convert(payload, _Menu).body
+            return Inbound(message_id, Kind.MENU, text[:MAX_TEXT])
+    except msgspec.ValidationError as ex:
+        raise BadPayload(f"`{kind}` payload is malformed: {ex}") from None
+
+    # Media, locations, dates, ratings and types SwiftChat adds later are accepted:
+    # they get a gentle reply rather than a retry storm.
+    return Inbound(message_id, Kind.MEDIA if kind in _MEDIA_TYPES else Kind.OTHER)
+
+
+def render_reply(to: str, reply: Reply) -> dict[str, Any]:
+    """Return the send-message body for `reply` addressed to `to`."""
+    if not reply.buttons:
+        return {"to": to, "type": "text", "text": {"body": reply.text}}
+    buttons = [
+        {"type": "solid", "body": label, "reply": label} for label in reply.buttons
+    ]
+    return {
+        "to": to,
+        "type": "button",
+        "button": {
+            "body": {"type": "text", "text": {"body": reply.text}},
+            "buttons": buttons,
+            "allow_custom_response": True,
+        },
+    }

@@ -1,0 +1,142 @@
+"""Wiring: builds the fast lane from settings, real services or embedded twins."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tutorlane.adapters.flow_files import load_courses
+from tutorlane.adapters.pseudonyms import Pseudonymiser, load_or_create_key
+from tutorlane.adapters.redis_sessions import RedisSessionStore
+from tutorlane.adapters.reply_sink import LocalReplySink
+from tutorlane.adapters.swiftchat_client import SwiftChatClient
+from tutorlane.commands.deliver_replies import ReplyDelivery
+from tutorlane.commands.handle_message import MessageHandler
+from tutorlane.commands.ports import ReplySender
+from tutorlane.domain.course import Course
+from tutorlane.entrypoints.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceUnavailable(RuntimeError):
+    """A configured service does not answer; the message names it and how to fix it."""
+
+
+@dataclass
+class Runtime:
+    """The running fast lane of one process."""
+
+    settings: Settings
+    secret: str
+    course: Course
+    redis: Redis
+    store: RedisSessionStore
+    handler: MessageHandler
+    delivery: ReplyDelivery
+    sender: ReplySender
+    sink: LocalReplySink | None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Finish replies in flight, stop background work, close connections."""
+        await self.delivery.drain()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if isinstance(self.sender, SwiftChatClient):
+            await self.sender.close()
+        await self.redis.aclose()
+
+
+def webhook_secret(settings: Settings) -> str:
+    """Return the configured webhook secret, or make one for this run."""
+    if settings.webhook_secret is not None:
+        return settings.webhook_secret.get_secret_value()
+    return secrets.token_urlsafe(18)
+
+
+def pick_course(settings: Settings) -> Course:
+    """Load the courses and return the one students take."""
+    courses = load_courses(settings.flows)
+    return courses.get("maths-primary") or next(iter(courses.values()))
+
+
+def connect_redis(settings: Settings) -> Redis:
+    """Return a client of the configured Redis, or of an in-process fakeredis."""
+    if settings.redis_url is None:
+        import fakeredis
+
+        client: Redis = fakeredis.FakeAsyncRedis()
+        return client
+    return Redis.from_url(
+        settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0
+    )
+
+
+def make_pseudonymiser(settings: Settings) -> Pseudonymiser:
+    """Return the pseudonymiser, with the configured key or the one kept in var/."""
+    if settings.pseudonym_key is not None:
+        return Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
+    return Pseudonymiser(load_or_create_key(settings.var_dir / "pseudonym.key"))
+
+
+def make_sender(settings: Settings) -> tuple[ReplySender, LocalReplySink | None]:
+    """Return the SwiftChat API client when configured, else the local sink."""
+    if settings.swiftchat_base_url is None:
+        sink = LocalReplySink()
+        return sink, sink
+    api_key = settings.swiftchat_api_key
+    client = SwiftChatClient(
+        settings.swiftchat_base_url,
+        settings.swiftchat_bot_id or "",
+        api_key.get_secret_value() if api_key else "",
+        rate_per_second=settings.swiftchat_rate_per_second,
+    )
+    return client, None
+
+
+async def start_runtime(settings: Settings, secret: str | None = None) -> Runtime:
+    """Connect to the services and start the background work of one process."""
+    course = pick_course(settings)
+    redis = connect_redis(settings)
+    try:
+        await redis.ping()
+    except Exception as ex:
+        await redis.aclose()
+        raise ServiceUnavailable(
+            f"Redis at {settings.describe()['sessions']} does not answer ({ex}); "
+            "start it or unset TUTORLANE_REDIS_URL to use the embedded default"
+        ) from None
+
+    store = RedisSessionStore(redis, shards=settings.shards)
+    handler = MessageHandler(
+        store,
+        course,
+        make_pseudonymiser(settings),
+        inactivity_seconds=settings.inactivity_minutes * 60,
+    )
+    sender, sink = make_sender(settings)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    delivery = ReplyDelivery(store, sender, owner)
+    runtime = Runtime(
+        settings=settings,
+        secret=secret or webhook_secret(settings),
+        course=course,
+        redis=redis,
+        store=store,
+        handler=handler,
+        delivery=delivery,
+        sender=sender,
+        sink=sink,
+    )
+    runtime.tasks.append(asyncio.create_task(delivery.run_sweeper()))
+    logger.info("fast lane started: course=%s shards=%d", course.id, settings.shards)
+    return runtime

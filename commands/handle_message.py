@@ -1,0 +1,83 @@
+"""Handle one inbound SwiftChat message: load, decide, commit, retry on conflict."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tutorlane.commands.ports import SessionStore, VersionConflict
+from tutorlane.domain.course import Course
+from tutorlane.domain.messages import Inbound, Reply
+from tutorlane.domain.session import DEFAULT_INACTIVITY_SECONDS, decide
+
+logger = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 20
+
+
+class TooMuchContention(RuntimeError):
+    """A student's session kept changing under us; SwiftChat will retry the message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """The outcome of one message: the reply to send now, or None for a redelivery."""
+
+    student: str
+    reply: Reply | None
+    entry_id: str | None
+
+
+class MessageHandler:
+    """The fast lane's command handler."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        course: Course,
+        pseudonymise: Callable[[str], str],
+        clock: Callable[[], float] = time.time,
+        inactivity_seconds: float = DEFAULT_INACTIVITY_SECONDS,
+    ) -> None:
+        self.store = store
+        self.course = course
+        self.pseudonymise = pseudonymise
+        self.clock = clock
+        self.inactivity_seconds = inactivity_seconds
+
+    async def handle(self, phone: str, message: Inbound) -> Handled:
+        """Apply a message exactly once and return the reply it produced."""
+        student = self.pseudonymise(phone)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            session = await self.store.load(student)
+            decision = decide(
+                session,
+                message,
+                self.course,
+                student,
+                self.clock(),
+                self.inactivity_seconds,
+            )
+            if decision.reply is None:
+                return Handled(student, None, None)
+
+            try:
+                entry_id = await self.store.commit(
+                    student,
+                    session.version,
+                    decision.session,
+                    phone,
+                    decision.reply,
+                    decision.events,
+                )
+            except VersionConflict:
+                # Another message of this student won the race: redo on fresh state.
+                logger.debug("version conflict for student=%s, retrying", student)
+                continue
+            return Handled(student, decision.reply, entry_id)
+
+        raise TooMuchContention(
+            f"session of {student} changed {MAX_CONFLICT_RETRIES} times while we tried"
+        )

@@ -1,0 +1,233 @@
+"""The `tutorlane` command line. Each command imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from tutorlane.entrypoints.settings import Settings
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, or exit with what is wrong."""
+    from pydantic import ValidationError
+
+    from tutorlane.entrypoints.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as ex:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            for error in ex.errors()
+        )
+        raise click.ClickException(f"bad configuration: {problems}") from None
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """tutorlane: the backend of a chat maths tutor on SwiftChat."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # One line per HTTP request is noise in a terminal chat and in service logs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes (gunicorn with uvicorn workers); needs TUTORLANE_REDIS_URL.",
+)
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the SwiftChat webhook (embedded default when nothing is configured)."""
+    from tutorlane.bootstrap import pick_course, webhook_secret
+    from tutorlane.domain.course import CourseError
+    from tutorlane.entrypoints.chat import ServerInfo, write_server_info
+
+    settings = load_settings()
+    if workers > 1 and settings.is_embedded:
+        raise click.UsageError(
+            "--workers above 1 needs TUTORLANE_REDIS_URL: the embedded default keeps "
+            "sessions inside one process"
+        )
+    try:
+        course = pick_course(settings)
+    except CourseError as ex:
+        raise click.ClickException(str(ex)) from None
+
+    secret = webhook_secret(settings)
+    base_url = f"http://{_url_host(host)}:{port}"
+    write_server_info(settings.var_dir, ServerInfo(base_url, secret))
+    click.echo(f"tutorlane: course {course.id!r}, {len(course.nodes)} questions")
+    for role, where in settings.describe().items():
+        click.echo(f"  {role:9} {where}")
+    click.echo(f"Webhook URL: {base_url}/webhooks/swiftchat/{secret}")
+    click.echo("Try it: tutorlane chat   (in another terminal)")
+
+    if workers == 1:
+        import uvicorn
+
+        from tutorlane.entrypoints.webhook import RuntimeHolder, create_app
+
+        uvicorn.run(
+            create_app(RuntimeHolder(settings, secret)),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+        )
+        return
+
+    os.environ["TUTORLANE_WEBHOOK_SECRET"] = secret
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "uvicorn_worker.UvicornWorker",
+        "--workers", str(workers),
+        "--bind", f"{host}:{port}",
+        "--no-control-socket",
+        "--log-level", "warning",
+        "tutorlane.entrypoints.asgi:app",
+    ]  # fmt: skip
+    # Replace this process, so that signals reach gunicorn directly.
+    os.execv(sys.executable, command)  # noqa: S606 - a fixed argv, no shell
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+@main.command()
+@click.option("--url", help="Base URL of a running server (default: var/serve.json).")
+@click.option("--secret", help="Its webhook secret (default: var/serve.json).")
+@click.option("--phone", default="+919000000001", show_default=True)
+def chat(url: str | None, secret: str | None, phone: str) -> None:
+    """Talk to the bot as a student; reads lines from the terminal or a pipe."""
+    from tutorlane.entrypoints.chat import ChatError, ServerInfo, read_server_info
+
+    settings = load_settings()
+    info = ServerInfo(url.rstrip("/"), secret or "") if url else None
+    if info is not None and not secret:
+        raise click.UsageError("--url needs --secret too")
+    if info is None:
+        info = read_server_info(settings.var_dir)
+
+    try:
+        if info is None:
+            click.echo("(no server running: chatting with an in-process one)", err=True)
+            asyncio.run(_chat_in_process(settings, phone))
+        else:
+            asyncio.run(_chat_remote(info, phone))
+    except ChatError as ex:
+        raise click.ClickException(str(ex)) from None
+    except KeyboardInterrupt:
+        click.echo()
+
+
+def _input_lines() -> Iterator[str]:
+    if not sys.stdin.isatty():
+        yield from sys.stdin
+        return
+    click.echo("Type your answers; hi starts the quiz, Ctrl-D ends.")
+    while True:
+        try:
+            yield input("you> ")
+        except EOFError:
+            return
+
+
+async def _chat_remote(info: object, phone: str) -> None:
+    import httpx
+
+    from tutorlane.entrypoints.chat import ServerInfo, run_chat
+
+    assert isinstance(info, ServerInfo)
+    async with httpx.AsyncClient(base_url=info.base_url, timeout=15.0) as http:
+        await run_chat(http, info, phone, _input_lines())
+
+
+async def _chat_in_process(settings: Settings, phone: str) -> None:
+    import httpx
+
+    from tutorlane.entrypoints.chat import ServerInfo, run_chat
+    from tutorlane.entrypoints.webhook import RuntimeHolder, create_app
+
+    settings = settings.model_copy(update={"swiftchat_base_url": None})
+    holder = RuntimeHolder(settings)
+    app = create_app(holder)
+    runtime = await holder.start()
+    try:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://chat"
+        ) as http:
+            info = ServerInfo("http://chat", runtime.secret)
+            await run_chat(http, info, phone, _input_lines())
+    finally:
+        await holder.stop()
+
+
+@main.group()
+def flows() -> None:
+    """Course files."""
+
+
+@flows.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def flows_check(files: tuple[Path, ...]) -> None:
+    """Check course files; print what is wrong with each broken one."""
+    from tutorlane.adapters.flow_files import load_course_file
+    from tutorlane.domain.course import CourseError
+
+    broken = 0
+    for path in files:
+        try:
+            course = load_course_file(path)
+        except CourseError as ex:
+            click.echo(f"error: {ex}", err=True)
+            broken += 1
+            continue
+        click.echo(
+            f"ok: {path}: course {course.id!r}, {len(course.skills)} skills, "
+            f"{len(course.nodes)} questions"
+        )
+    if broken:
+        raise SystemExit(1)
+
+
+@main.group()
+def dev() -> None:
+    """Tools for trying tutorlane locally."""
+
+
+@dev.command("swiftchat-imitation")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+def swiftchat_imitation(host: str, port: int) -> None:
+    """Run a local imitation of the SwiftChat send-message API."""
+    import uvicorn
+
+    from tutorlane.entrypoints.swiftchat_imitation import Imitation, create_imitation
+
+    click.echo(f"SwiftChat imitation on http://{host}:{port} (messages: GET /_sent)")
+    uvicorn.run(
+        create_imitation(Imitation()), host=host, port=port, log_level="warning"
+    )

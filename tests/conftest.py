@@ -1,0 +1,51 @@
+"""Shared fixtures: real services when reachable, and a loud failure under CI."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+REDIS_TEST_URL = os.environ.get("TUTORLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def reachable(url: str, default_port: int) -> bool:
+    """Tell whether something listens at the host and port of `url`."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1.0
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, default_port: int) -> str:
+    """Return `url` if the service answers; skip the test, or fail it under CI."""
+    if reachable(url, default_port):
+        return url
+    message = f"{name} is not reachable at {url}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}; CI=true requires every service", pytrace=False)
+    pytest.skip(f"{message}; start it to run this test")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The URL of a real Redis for tests (database 15, flushed by the tests)."""
+    return require_service("Redis", REDIS_TEST_URL, 6379)
+
+
+MARIADB_TEST_URL = os.environ.get(
+    "TUTORLANE_TEST_DATABASE_URL",
+    "mysql+mysqldb://root@127.0.0.1:3306/test?charset=utf8mb4",
+)
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> str:
+    """The URL of a real MariaDB for tests (its `test` database; tests own tables)."""
+    return require_service("MariaDB", MARIADB_TEST_URL, 3306)

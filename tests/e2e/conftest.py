@@ -1,0 +1,135 @@
+"""Running servers for end-to-end tests: `tutorlane serve` and a SwiftChat imitation."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+SECRET = "e2e-secret-0123456789"
+BOT_ID = "bot-e2e"
+API_KEY = "key-e2e"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], seconds: float = 20
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"server exited early:\n{output}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {seconds}s")
+
+
+def start(args: list[str], env: dict[str, str], health: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tutorlane", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    wait_until_up(health, process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@dataclass
+class Imitation:
+    """A running SwiftChat API imitation."""
+
+    url: str
+
+    def sent_to(self, phone: str) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = httpx.get(f"{self.url}/_sent").json()["sent"]
+        return [message for message in sent if message["to"] == phone]
+
+    def wait_for(
+        self, phone: str, count: int, seconds: float = 10
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            sent = self.sent_to(phone)
+            if len(sent) >= count:
+                return sent
+            time.sleep(0.05)
+        return self.sent_to(phone)
+
+    def script(self, *responses: dict[str, Any]) -> None:
+        httpx.post(f"{self.url}/_script", json={"responses": list(responses)})
+
+
+@pytest.fixture(scope="session")
+def imitation() -> Iterator[Imitation]:
+    port = free_port()
+    process = start(
+        ["dev", "swiftchat-imitation", "--port", str(port)],
+        {},
+        f"http://127.0.0.1:{port}/_sent",
+    )
+    yield Imitation(f"http://127.0.0.1:{port}")
+    stop(process)
+
+
+@dataclass
+class Server:
+    """A running `tutorlane serve`."""
+
+    base_url: str
+    flavour: str
+
+    @property
+    def webhook(self) -> str:
+        return f"{self.base_url}/webhooks/swiftchat/{SECRET}"
+
+
+@pytest.fixture(scope="module", params=["embedded", "redis"])
+def server(
+    request: pytest.FixtureRequest, imitation: Imitation, tmp_path_factory: Any
+) -> Iterator[Server]:
+    env = {
+        "TUTORLANE_WEBHOOK_SECRET": SECRET,
+        "TUTORLANE_SWIFTCHAT_BASE_URL": imitation.url,
+        "TUTORLANE_SWIFTCHAT_BOT_ID": BOT_ID,
+        "TUTORLANE_SWIFTCHAT_API_KEY": API_KEY,
+        "TUTORLANE_VAR": str(tmp_path_factory.mktemp("var")),
+    }
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        redis.Redis.from_url(url).flushdb()
+        env["TUTORLANE_REDIS_URL"] = url
+    port = free_port()
+    process = start(
+        ["serve", "--port", str(port)], env, f"http://127.0.0.1:{port}/healthz"
+    )
+    yield Server(f"http://127.0.0.1:{port}", request.param)
+    stop(process)

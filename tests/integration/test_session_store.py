@@ -1,0 +1,146 @@
+"""The session store contract, run against fakeredis and a real Redis alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tutorlane.adapters.codecs import decode_events
+from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
+from tutorlane.commands.handle_message import MessageHandler
+from tutorlane.commands.ports import VersionConflict
+from tutorlane.domain.course import Course, parse_course
+from tutorlane.domain.events import HintGiven
+from tutorlane.domain.messages import Inbound, Kind, Reply
+from tutorlane.domain.session import Session, Status
+from tutorlane.tests.courses import TINY_COURSE
+
+STUDENT = "pseudo-1"
+PHONE = "+919800000001"
+
+
+@pytest.fixture
+def course() -> Course:
+    return parse_course(TINY_COURSE, "tiny.yaml")
+
+
+def keyed_by_phone(phone: str) -> str:
+    return f"pseudo-{phone[-4:]}"
+
+
+async def test_an_unknown_student_gets_a_new_session(store: RedisSessionStore) -> None:
+    assert await store.load(STUDENT) == Session()
+
+
+async def test_a_committed_session_loads_back(store: RedisSessionStore) -> None:
+    session = Session(version=1, status=Status.ACTIVE, node="add-1", recent=(b"x",))
+    await store.commit(STUDENT, 0, session, PHONE, Reply("hello"), [])
+
+    assert await store.load(STUDENT) == session
+
+
+async def test_a_stale_version_is_refused_and_writes_nothing(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("one"), [])
+
+    with pytest.raises(VersionConflict):
+        await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("two"), [])
+
+    shard = shard_of(STUDENT, store.shards)
+    assert await redis_client.xlen(store.replies_key(shard)) == 1
+    assert await redis_client.xlen(store.events_key(shard)) == 0
+
+
+async def test_commit_appends_the_reply_and_the_events_to_the_outbox(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    event = HintGiven(
+        event_id="e1",
+        student=STUDENT,
+        seq=1,
+        message_id="m1",
+        occurred_at=1.0,
+        course="tiny",
+        node="add-1",
+        skill="addition",
+        hint_number=1,
+    )
+    entry_id = await store.commit(
+        STUDENT, 0, Session(version=1), PHONE, Reply("a hint", ("1", "2")), [event]
+    )
+
+    shard = shard_of(STUDENT, store.shards)
+    rows: Any = await redis_client.xrange(store.events_key(shard))
+    ((_, fields),) = rows
+    assert decode_events(fields[b"e"]) == [event]
+    assert fields[b"s"].decode() == STUDENT
+    assert PHONE.encode() not in fields[b"e"], "events never carry the phone number"
+    (pending,) = await store.unconfirmed(shard, time.time() + 60, 10)
+    assert pending.entry_id == entry_id
+    assert (pending.to, pending.reply) == (PHONE, Reply("a hint", ("1", "2")))
+
+
+async def test_confirmed_replies_leave_the_outbox(store: RedisSessionStore) -> None:
+    entry_id = await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("x"), [])
+    shard = shard_of(STUDENT, store.shards)
+
+    await store.confirm(STUDENT, entry_id)
+
+    assert await store.unconfirmed(shard, time.time() + 60, 10) == []
+
+
+async def test_only_replies_older_than_the_grace_period_count_as_unconfirmed(
+    store: RedisSessionStore,
+) -> None:
+    await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("x"), [])
+    shard = shard_of(STUDENT, store.shards)
+
+    assert await store.unconfirmed(shard, time.time() - 60, 10) == []
+
+
+async def test_one_sweeper_at_a_time_holds_a_shard(store: RedisSessionStore) -> None:
+    assert await store.lease(0, "a", 5.0)
+    assert await store.lease(0, "a", 5.0), "the holder renews its lease"
+    assert not await store.lease(0, "b", 5.0)
+
+
+async def test_sessions_expire_after_their_time_to_live(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("x"), [])
+
+    ttl = await redis_client.ttl(store.session_key(STUDENT))
+    assert 0 < ttl <= store.session_ttl
+
+
+async def test_messages_of_one_student_at_the_same_moment_lose_no_update(
+    store: RedisSessionStore, course: Course
+) -> None:
+    handler = MessageHandler(store, course, keyed_by_phone)
+    await handler.handle(PHONE, Inbound("start", Kind.TEXT, "hi"))
+
+    messages = [Inbound(f"h-{i}", Kind.TEXT, "what?") for i in range(20)]
+    results = await asyncio.gather(*(handler.handle(PHONE, m) for m in messages))
+
+    session = await store.load(keyed_by_phone(PHONE))
+    assert session.version == 21
+    assert all(result.reply is not None for result in results)
+
+
+async def test_the_same_message_delivered_twice_at_once_replies_once(
+    store: RedisSessionStore, course: Course
+) -> None:
+    handler = MessageHandler(store, course, keyed_by_phone)
+    await handler.handle(PHONE, Inbound("start", Kind.TEXT, "hi"))
+
+    message = Inbound("answer-1", Kind.TEXT, "15")
+    results = await asyncio.gather(*(handler.handle(PHONE, message) for _ in range(5)))
+
+    assert sum(result.reply is not None for result in results) == 1
+    session = await store.load(keyed_by_phone(PHONE))
+    assert (session.version, session.answered, session.correct) == (2, 1, 1)
