@@ -49,3 +49,14 @@ MARIADB_TEST_URL = os.environ.get(
 def mariadb_url() -> str:
     """The URL of a real MariaDB for tests (its `test` database; tests own tables)."""
     return require_service("MariaDB", MARIADB_TEST_URL, 3306)
+
+
+RABBITMQ_TEST_URL = os.environ.get(
+    "TUTORLANE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
+)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The URL of a real RabbitMQ for tests (they delete the tutorlane.* queues)."""
+    return require_service("RabbitMQ", RABBITMQ_TEST_URL, 5672)
