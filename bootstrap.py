@@ -8,7 +8,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
@@ -22,6 +22,9 @@ from tutorlane.commands.handle_message import MessageHandler
 from tutorlane.commands.ports import ReplySender
 from tutorlane.domain.course import Course
 from tutorlane.entrypoints.settings import Settings
+
+if TYPE_CHECKING:
+    from tutorlane.entrypoints.pipeline import EmbeddedPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +46,14 @@ class Runtime:
     delivery: ReplyDelivery
     sender: ReplySender
     sink: LocalReplySink | None
+    pipeline: EmbeddedPipeline | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def close(self) -> None:
         """Finish replies in flight, stop background work, close connections."""
         await self.delivery.drain()
+        if self.pipeline is not None:
+            await self.pipeline.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -138,5 +144,10 @@ async def start_runtime(settings: Settings, secret: str | None = None) -> Runtim
         sink=sink,
     )
     runtime.tasks.append(asyncio.create_task(delivery.run_sweeper()))
+    if settings.amqp_url is None:
+        # With no RabbitMQ, this process also carries events to the event store.
+        from tutorlane.entrypoints.pipeline import start_embedded_pipeline
+
+        runtime.pipeline = await start_embedded_pipeline(settings, redis)
     logger.info("fast lane started: course=%s shards=%d", course.id, settings.shards)
     return runtime

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from tutorlane.domain.events import EVENT_TYPES, Event
+from tutorlane.domain.events import EVENT_TYPES, Event, UnknownEvent, upcast
 from tutorlane.domain.messages import Reply
 from tutorlane.domain.session import Session, Status
 
@@ -19,6 +19,8 @@ _SESSION_FIELDS = tuple(field.name for field in dataclasses.fields(Session))
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder()
 
 
 class CorruptRecord(ValueError):
@@ -49,17 +51,40 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
-    """Read an event back from plain data."""
+    """Read an event back from plain data, upcasting an older version."""
     fields = dict(data)
-    type_name = fields.pop("type", None)
-    fields.pop("v", None)
-    event_type = EVENT_TYPES.get(str(type_name))
-    if event_type is None:
-        raise CorruptRecord(f"unknown event type {type_name!r}")
+    type_name = str(fields.pop("type", None))
+    version = fields.pop("v", 1)
+    if not isinstance(version, int):
+        raise CorruptRecord(f"{type_name} event has version {version!r}")
     try:
-        return msgspec.convert(fields, event_type)
+        fields = upcast(type_name, version, fields)
+        return msgspec.convert(fields, EVENT_TYPES[type_name])
+    except UnknownEvent as ex:
+        raise CorruptRecord(str(ex)) from None
     except msgspec.ValidationError as ex:
         raise CorruptRecord(f"{type_name} event is malformed: {ex}") from None
+
+
+def event_to_json(event: Event) -> bytes:
+    """Return an event as JSON, as the bus carries it and the event store keeps it."""
+    return _json_encoder.encode(event_to_dict(event))
+
+
+def event_from_json(data: bytes) -> Event:
+    """Read an event back from JSON."""
+    try:
+        fields = _json_decoder.decode(data)
+    except msgspec.DecodeError as ex:
+        raise CorruptRecord(f"event is not JSON: {ex}") from None
+    if not isinstance(fields, dict):
+        raise CorruptRecord("event is not a JSON object")
+    return event_from_dict(fields)
+
+
+def event_topic(event: Event) -> str:
+    """Return the event store topic of an event: its type and version."""
+    return f"{event.TYPE}/v{event.VERSION}"
 
 
 def encode_events(events: tuple[Event, ...]) -> bytes:

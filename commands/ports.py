@@ -82,3 +82,93 @@ class ReplySender(Protocol):
 
 class PermanentSendError(Exception):
     """The receiving API refused a reply for good (bad request, unknown user)."""
+
+
+# Slow lane ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """The events one message committed, as the event outbox holds them."""
+
+    entry_id: str
+    student: str
+    payload: bytes
+
+
+class EventOutbox(Protocol):
+    """Events committed with sessions, waiting for the relay; split into shards."""
+
+    shards: int
+
+    async def read(
+        self, shard: int, consumer: str, count: int, block_ms: int, pending: bool
+    ) -> list[OutboxEntry]:
+        """Return entries for `consumer`: its unacknowledged ones, or new ones."""
+        ...
+
+    async def reclaim(self, shard: int, consumer: str, idle_ms: int, count: int) -> int:
+        """Take over entries another consumer left unacknowledged; count them."""
+        ...
+
+    async def acknowledge(self, shard: int, entry_ids: Sequence[str]) -> None:
+        """Remove entries whose events the bus has confirmed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BusMessage:
+    """One event on its way to the event store."""
+
+    event_id: str
+    student: str
+    seq: int
+    body: bytes
+
+
+class EventPublisher(Protocol):
+    """The bus from the relay to the workers."""
+
+    async def publish(self, messages: Sequence[BusMessage]) -> None:
+        """Publish all of them; return once the bus confirmed every one, or raise."""
+        ...
+
+    async def dead_letter(self, body: bytes, reason: str) -> None:
+        """Park a message that cannot be processed, with the reason."""
+        ...
+
+
+class Delivery(Protocol):
+    """A message the bus handed to the worker, to settle once recorded."""
+
+    body: bytes
+
+    async def ack(self) -> None:
+        """Settle: the message is recorded (or was already)."""
+        ...
+
+    async def retry_later(self) -> None:
+        """Give the message back to the bus to be delivered again."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """An event as the event store keeps it."""
+
+    student: str
+    seq: int
+    topic: str
+    state: bytes
+
+
+class EventLog(Protocol):
+    """The event store, as the worker sees it (synchronous; run in a thread)."""
+
+    def last_seqs(self, students: Sequence[str]) -> dict[str, int]:
+        """Return the highest recorded sequence number of each student (0 if none)."""
+        ...
+
+    def append(self, records: Sequence[NewRecord]) -> None:
+        """Record all of them in one transaction, or none."""
+        ...

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 # NOTE: fixed forever; changing it would give old messages new event ids.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c4f9e-3b7a-5d2e-9c41-2a8f0e6b7d13")
@@ -57,9 +58,13 @@ class CourseStarted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnswerSubmitted(Event):
-    """A student answered a question, right or wrong."""
+    """A student answered a question, right or wrong.
+
+    Version 2 added `hints_used`; version 1 records read back with 0 hints.
+    """
 
     TYPE: ClassVar[str] = "AnswerSubmitted"
+    VERSION: ClassVar[int] = 2
     node: str
     skill: str
     answer: str
@@ -126,3 +131,33 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SessionExpired,
     )
 }
+
+
+class UnknownEvent(ValueError):
+    """A recorded event names a type or version this code does not know."""
+
+
+def _answer_submitted_v1_to_v2(fields: dict[str, Any]) -> dict[str, Any]:
+    return {**fields, "hints_used": 0}
+
+
+# (type, version) -> the function that lifts a record of that version by one.
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("AnswerSubmitted", 1): _answer_submitted_v1_to_v2,
+}
+
+
+def upcast(type_name: str, version: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """Lift the fields of a recorded event to the current version of its type."""
+    event_type = EVENT_TYPES.get(type_name)
+    if event_type is None:
+        raise UnknownEvent(f"unknown event type {type_name!r}")
+    if version > event_type.VERSION:
+        raise UnknownEvent(
+            f"{type_name} version {version} is newer than this code's "
+            f"{event_type.VERSION}; upgrade tutorlane before reading it"
+        )
+    while version < event_type.VERSION:
+        fields = UPCASTERS[(type_name, version)](fields)
+        version += 1
+    return fields

@@ -6,9 +6,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -183,6 +183,73 @@ async def _chat_in_process(settings: Settings, phone: str) -> None:
             await run_chat(http, info, phone, _input_lines())
     finally:
         await holder.stop()
+
+
+@main.command()
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10_000))
+def relay(batch: int) -> None:
+    """Move events from the Redis outbox to RabbitMQ, confirmed, in order.
+
+    Needs TUTORLANE_REDIS_URL and TUTORLANE_AMQP_URL. Run one or more; each reads
+    every outbox shard through a Redis consumer group and takes over entries that a
+    relay which died left behind. While RabbitMQ is away the outbox grows, and it
+    drains when the broker is back.
+    """
+    from tutorlane.entrypoints.pipeline import run_relay
+
+    settings = load_settings()
+    if not (settings.redis_url and settings.amqp_url):
+        raise click.UsageError(
+            "the relay moves events from Redis to RabbitMQ: set TUTORLANE_REDIS_URL "
+            "and TUTORLANE_AMQP_URL (without them, `serve` relays in process)"
+        )
+    _run_until_signalled(lambda stop: run_relay(settings, batch, stop))
+
+
+@main.command()
+@click.option(
+    "--batch", default=1000, show_default=True, type=click.IntRange(1, 10_000)
+)
+@click.option(
+    "--prefetch",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 65_535),
+    help="Unacknowledged messages RabbitMQ may hand this worker at once.",
+)
+def worker(batch: int, prefetch: int) -> None:
+    """Record events from RabbitMQ in the event store, exactly once, in order.
+
+    Needs TUTORLANE_AMQP_URL; the event store is TUTORLANE_DATABASE_URL (a SQLite
+    file under TUTORLANE_VAR when unset). Appends in batches of up to --batch events
+    per transaction and acknowledges only after the commit. While the database is
+    away, events wait in RabbitMQ.
+    """
+    from tutorlane.entrypoints.pipeline import run_worker
+
+    settings = load_settings()
+    if not settings.amqp_url:
+        raise click.UsageError(
+            "the worker consumes RabbitMQ: set TUTORLANE_AMQP_URL (without it, "
+            "`serve` records events in process)"
+        )
+    _run_until_signalled(lambda stop: run_worker(settings, batch, prefetch, stop))
+
+
+def _run_until_signalled(
+    work: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+) -> None:
+    """Run `work` until SIGINT or SIGTERM, then let it finish cleanly."""
+    import signal
+
+    async def main_task() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await work(stop)
+
+    asyncio.run(main_task())
 
 
 @main.group()

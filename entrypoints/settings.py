@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     flows: Path = SHIPPED_FLOWS
     var_dir: Path = Field(Path("var"), validation_alias="TUTORLANE_VAR")
     shards: int = Field(16, ge=1, le=1024)
+    queues: int = Field(8, ge=1, le=256, description="RabbitMQ shard queues")
+    quorum_queues: bool = Field(False, description="declare quorum queues")
     inactivity_minutes: float = Field(30.0, gt=0)
     swiftchat_rate_per_second: float = Field(1000.0, gt=0)
     anthropic_api_key: SecretStr | None = Field(
@@ -45,6 +47,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def event_store_url(self) -> str:
+        """Return the event store's URL: the configured database or a SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'events.db').resolve()}"
+
+    @property
     def is_embedded(self) -> bool:
         """Tell whether sessions live in this process (fakeredis)."""
         return self.redis_url is None
@@ -55,6 +64,8 @@ class Settings(BaseSettings):
             "sessions": _hide_password(self.redis_url) or "fakeredis (in process)",
             "replies": self.swiftchat_base_url
             or "local sink (read by `tutorlane chat`)",
+            "bus": _hide_password(self.amqp_url) or "in-process queues",
+            "events": _hide_password(self.event_store_url) or "",
             "courses": str(self.flows),
         }
 

@@ -1,0 +1,70 @@
+"""The embedded default's bus: in-process asyncio queues, sharded like RabbitMQ's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from tutorlane.adapters.rabbitmq import DEFAULT_QUEUES, queue_of
+from tutorlane.commands.ports import BusMessage
+
+REDELIVERY_DELAY = 0.5
+
+
+class InProcessDelivery:
+    """A message from an in-process queue."""
+
+    def __init__(self, bus: InProcessBus, queue: int, body: bytes) -> None:
+        self.bus = bus
+        self.queue = queue
+        self.body = body
+
+    async def ack(self) -> None:
+        """Nothing to tell: the queue already let go of it."""
+
+    async def retry_later(self) -> None:
+        """Put it back at the end of its queue after a short pause."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(REDELIVERY_DELAY, self.bus.queues[self.queue].put_nowait, self)
+
+
+class InProcessBus:
+    """Queues in this process; what they hold is lost with it, as with fakeredis."""
+
+    def __init__(self, queues: int = DEFAULT_QUEUES) -> None:
+        self.queues: list[asyncio.Queue[InProcessDelivery]] = [
+            asyncio.Queue() for _ in range(queues)
+        ]
+        self.dead: list[tuple[bytes, str]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def publish(self, messages: Sequence[BusMessage]) -> None:
+        """Queue every message; nothing to confirm in process."""
+        for item in messages:
+            index = queue_of(item.student, len(self.queues))
+            self.queues[index].put_nowait(InProcessDelivery(self, index, item.body))
+
+    async def dead_letter(self, body: bytes, reason: str) -> None:
+        """Keep a poison message and its reason."""
+        self.dead.append((body, reason))
+
+    async def start(
+        self, on_delivery: Callable[[InProcessDelivery], Awaitable[None]]
+    ) -> None:
+        """Hand every queued message to `on_delivery`, one consumer per queue."""
+
+        async def consume(queue: asyncio.Queue[InProcessDelivery]) -> None:
+            while True:
+                await on_delivery(await queue.get())
+
+        self._tasks = [asyncio.create_task(consume(queue)) for queue in self.queues]
+
+    async def close(self) -> None:
+        """Stop consuming."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def waiting(self) -> int:
+        """Count the messages queued and not yet handed over."""
+        return sum(queue.qsize() for queue in self.queues)

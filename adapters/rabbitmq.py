@@ -1,0 +1,186 @@
+"""RabbitMQ (aio-pika): the durable, sharded bus between the relay and the workers.
+
+Topology: a direct exchange `tutorlane.events` routes each event to one of N durable
+queues `tutorlane.events.NN` by student, so one student's events stay in one queue;
+each queue has a single active consumer, so they are also processed in order. Queues
+dead-letter into `tutorlane.dead`, where the worker also parks poison messages with
+the reason in the `x-tutorlane-reason` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
+
+from tutorlane.commands.ports import BusMessage
+
+EXCHANGE = "tutorlane.events"
+DEAD_EXCHANGE = "tutorlane.dead"
+DEAD_QUEUE = "tutorlane.dead"
+DEFAULT_QUEUES = 8
+
+
+def queue_of(student: str, queues: int) -> int:
+    """Return the queue a student's events go to."""
+    digest = hashlib.blake2b(student.encode(), digest_size=4, person=b"queue").digest()
+    return int.from_bytes(digest, "big") % queues
+
+
+def queue_name(index: int) -> str:
+    """Return the name of one shard queue."""
+    return f"{EXCHANGE}.{index:02d}"
+
+
+async def declare_topology(
+    channel: AbstractChannel, queues: int, quorum: bool = False
+) -> AbstractExchange:
+    """Declare exchanges and queues (idempotent); return the events exchange."""
+    dead = await channel.declare_exchange(
+        DEAD_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    kind: dict[str, Any] = {"x-queue-type": "quorum"} if quorum else {}
+    dead_queue = await channel.declare_queue(DEAD_QUEUE, durable=True, arguments=kind)
+    await dead_queue.bind(dead)
+
+    exchange = await channel.declare_exchange(
+        EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    for index in range(queues):
+        queue = await channel.declare_queue(
+            queue_name(index),
+            durable=True,
+            arguments={
+                "x-single-active-consumer": True,
+                "x-dead-letter-exchange": DEAD_EXCHANGE,
+                **kind,
+            },
+        )
+        await queue.bind(exchange, routing_key=f"{index:02d}")
+    return exchange
+
+
+class RabbitMQPublisher:
+    """Publishes events persistently and waits for the broker's confirms."""
+
+    def __init__(self, url: str, queues: int = DEFAULT_QUEUES, quorum: bool = False):
+        self.url = url
+        self.queues = queues
+        self.quorum = quorum
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: AbstractExchange | None = None
+        self._dead: AbstractExchange | None = None
+
+    async def _ready(self) -> tuple[AbstractExchange, AbstractExchange]:
+        if self._exchange is None or self._dead is None or self._connection is None:
+            self._connection = await aio_pika.connect_robust(self.url, timeout=5)
+            channel = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await declare_topology(channel, self.queues, self.quorum)
+            self._dead = await channel.get_exchange(DEAD_EXCHANGE)
+        return self._exchange, self._dead
+
+    async def publish(self, messages: Sequence[BusMessage]) -> None:
+        """Publish all; return once every one is confirmed, raise otherwise."""
+        if not messages:
+            return
+        exchange, _ = await self._ready()
+        # Publishes start in order (aiormq writes them under a FIFO lock), and the
+        # confirms are awaited together: one round trip's wait for the whole batch.
+        confirms = [
+            exchange.publish(
+                _message(item), f"{queue_of(item.student, self.queues):02d}"
+            )
+            for item in messages
+        ]
+        await asyncio.gather(*confirms)
+
+    async def dead_letter(self, body: bytes, reason: str) -> None:
+        """Park a message that cannot be processed, with the reason in a header."""
+        _, dead = await self._ready()
+        message = aio_pika.Message(
+            body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={"x-tutorlane-reason": reason[:1000]},
+        )
+        await dead.publish(message, routing_key="")
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+            self._exchange = self._dead = None
+
+
+def _message(item: BusMessage) -> aio_pika.Message:
+    return aio_pika.Message(
+        item.body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=item.event_id,
+        headers={"student": item.student, "seq": item.seq},
+    )
+
+
+class RabbitMQDelivery:
+    """A message from a shard queue, settled by the worker."""
+
+    def __init__(self, message: AbstractIncomingMessage) -> None:
+        self.message = message
+        self.body = message.body
+
+    async def ack(self) -> None:
+        """The event is recorded: the broker may forget it."""
+        await self.message.ack()
+
+    async def retry_later(self) -> None:
+        """Give it back to the queue to be delivered again."""
+        await self.message.nack(requeue=True)
+
+
+class RabbitMQConsumer:
+    """Consumes every shard queue and hands deliveries to a callback."""
+
+    def __init__(
+        self,
+        url: str,
+        queues: int = DEFAULT_QUEUES,
+        quorum: bool = False,
+        prefetch: int = 2000,
+    ) -> None:
+        self.url = url
+        self.queues = queues
+        self.quorum = quorum
+        self.prefetch = prefetch
+        self._connection: AbstractRobustConnection | None = None
+
+    async def start(
+        self, on_delivery: Callable[[RabbitMQDelivery], Awaitable[None]]
+    ) -> None:
+        """Connect, declare the topology and start consuming every shard queue."""
+        self._connection = await aio_pika.connect_robust(self.url, timeout=5)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=self.prefetch)
+        await declare_topology(channel, self.queues, self.quorum)
+
+        async def deliver(message: AbstractIncomingMessage) -> None:
+            await on_delivery(RabbitMQDelivery(message))
+
+        for index in range(self.queues):
+            queue = await channel.get_queue(queue_name(index), ensure=False)
+            await queue.consume(deliver)
+
+    async def close(self) -> None:
+        """Stop consuming; unsettled messages go back to their queues."""
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None

@@ -1,0 +1,138 @@
+"""The slow lane's processes: the relay, the worker, and both inside `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tutorlane.adapters.event_store import EventStore, open_event_store
+from tutorlane.adapters.memory_bus import InProcessBus
+from tutorlane.adapters.rabbitmq import RabbitMQConsumer, RabbitMQPublisher
+from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
+from tutorlane.commands.ports import EventPublisher
+from tutorlane.commands.record_events import EventRecorder
+from tutorlane.commands.relay_events import EventRelay
+from tutorlane.entrypoints.settings import Settings
+from tutorlane.entrypoints.worker import Batcher
+
+logger = logging.getLogger(__name__)
+
+
+def consumer_name() -> str:
+    """Return a name for this process in the relay's consumer group."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def open_store(settings: Settings) -> EventStore:
+    """Open the event store (in a thread: it is synchronous)."""
+    return await asyncio.to_thread(open_event_store, settings.event_store_url)
+
+
+@dataclass
+class EmbeddedPipeline:
+    """Relay and worker inside one process, over in-process queues."""
+
+    outbox: RedisEventOutbox
+    relay: EventRelay
+    batcher: Batcher
+    bus: InProcessBus
+    store: EventStore
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def idle(self) -> bool:
+        """Tell whether every committed event has reached the event store."""
+        return (
+            self.bus.waiting() == 0
+            and self.batcher.inbox.empty()
+            and self.batcher.recorder.held == 0
+            and await self.outbox.length() == 0
+        )
+
+    async def close(self, drain_seconds: float = 10.0) -> None:
+        """Let committed events reach the store, then stop and close it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        # NOTE: polled, because "idle" spans Redis, the queues and the recorder.
+        while loop.time() < deadline and not await self.idle():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        self.stop.set()
+        await self.bus.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.to_thread(self.store.close)
+
+
+async def start_embedded_pipeline(settings: Settings, redis: Redis) -> EmbeddedPipeline:
+    """Start relay and worker as tasks of this process."""
+    outbox = RedisEventOutbox(redis, settings.shards)
+    await outbox.ensure_groups()
+    bus = InProcessBus(settings.queues)
+    store = await open_store(settings)
+    recorder = EventRecorder(store, bus)
+    batcher = Batcher(recorder)
+    await bus.start(batcher.on_delivery)
+
+    relay = EventRelay(outbox, bus, consumer_name(), block_ms=100)
+    pipeline = EmbeddedPipeline(outbox, relay, batcher, bus, store)
+    pipeline.tasks = [
+        asyncio.create_task(pipeline.relay.run(pipeline.stop)),
+        asyncio.create_task(batcher.run()),
+    ]
+    return pipeline
+
+
+async def run_relay(settings: Settings, batch: int, stop: asyncio.Event) -> None:
+    """Relay the Redis event outbox to RabbitMQ until `stop` is set."""
+    assert settings.redis_url and settings.amqp_url
+    redis = Redis.from_url(settings.redis_url, socket_timeout=10.0)
+    outbox = RedisEventOutbox(redis, settings.shards)
+    await outbox.ensure_groups()
+    publisher = RabbitMQPublisher(
+        settings.amqp_url, settings.queues, settings.quorum_queues
+    )
+    relay = EventRelay(outbox, publisher, consumer_name(), batch=batch)
+    logger.info(
+        "relay started: %d outbox shards -> %d queues", settings.shards, settings.queues
+    )
+    try:
+        await relay.run(stop)
+    finally:
+        await publisher.close()
+        await redis.aclose()
+
+
+async def run_worker(
+    settings: Settings, batch: int, prefetch: int, stop: asyncio.Event
+) -> None:
+    """Record events from RabbitMQ into the event store until `stop` is set."""
+    assert settings.amqp_url
+    store = await open_store(settings)
+    dead_letters: EventPublisher = RabbitMQPublisher(
+        settings.amqp_url, settings.queues, settings.quorum_queues
+    )
+    recorder = EventRecorder(store, dead_letters)
+    batcher = Batcher(recorder, max_batch=batch)
+    consumer = RabbitMQConsumer(
+        settings.amqp_url, settings.queues, settings.quorum_queues, prefetch
+    )
+    await consumer.start(batcher.on_delivery)
+    logger.info(
+        "worker started: %d queues -> %s",
+        settings.queues,
+        settings.describe()["events"],
+    )
+    recording = asyncio.create_task(batcher.run())
+    try:
+        await stop.wait()
+    finally:
+        recording.cancel()
+        await consumer.close()
+        await asyncio.to_thread(store.close)
