@@ -1,0 +1,254 @@
+"""The slow lane on real Redis, RabbitMQ and MariaDB: every answer recorded once.
+
+Each test runs `tutorlane serve`, `relay` and `worker` as processes, sends students'
+messages through the webhook, and checks that the event store ends with exactly the
+events the sessions committed, in each student's order, whatever happened between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import httpx
+import pytest
+import redis
+import sqlalchemy as sa
+
+from tutorlane.adapters.event_store import open_event_store
+from tutorlane.adapters.pseudonyms import Pseudonymiser
+from tutorlane.adapters.rabbitmq import DEAD_QUEUE, EXCHANGE, queue_name
+from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
+from tutorlane.adapters.redis_sessions import RedisSessionStore
+from tutorlane.tests.processes import Process, free_port, http_up, wait_for
+from tutorlane.tests.proxy import TcpProxy
+
+SECRET = "pipeline-secret-0123456789"
+PSEUDONYM_KEY = "pipeline-test-pseudonym-key-0123"
+QUEUES = 4
+SCRIPT = ["hi", "500", "7", "hint", "0", "skip", "6,509", "help", "12"]
+_phones = itertools.count(918800000000)
+
+
+def with_port(url: str, port: int) -> str:
+    """Return `url` pointing at 127.0.0.1:`port` instead."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _delete_queues(url: str) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for name in [queue_name(i) for i in range(QUEUES)] + [DEAD_QUEUE]:
+            await channel.queue_delete(name)
+        await channel.exchange_delete(EXCHANGE)
+
+
+class Pipeline:
+    """serve + relay + worker against real services, with knobs to break them."""
+
+    def __init__(self, tmp: Path, redis_url: str, amqp_url: str, database_url: str):
+        self.redis_url = redis_url
+        self.database_url = database_url
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.phones: list[str] = []
+        common = {
+            "TUTORLANE_REDIS_URL": redis_url,
+            "TUTORLANE_WEBHOOK_SECRET": SECRET,
+            "TUTORLANE_PSEUDONYM_KEY": PSEUDONYM_KEY,
+            "TUTORLANE_QUEUES": str(QUEUES),
+            "TUTORLANE_VAR": str(tmp / "var"),
+        }
+        self.amqp_proxy = TcpProxy("127.0.0.1", urlsplit(amqp_url).port or 5672)
+        self.database_proxy = TcpProxy("127.0.0.1", urlsplit(database_url).port or 3306)
+        self.amqp_proxy.restore()
+        self.database_proxy.restore()
+        self.serve = Process(
+            ["serve", "--port", str(self.port)],
+            {**common, "TUTORLANE_AMQP_URL": amqp_url},
+            tmp / "serve.log",
+        )
+        self.relay = Process(
+            ["relay"],
+            {**common, "TUTORLANE_AMQP_URL": with_port(amqp_url, self.amqp_proxy.port)},
+            tmp / "relay.log",
+        )
+        worker_database = with_port(database_url, self.database_proxy.port)
+        self.worker = Process(
+            ["worker", "--batch", "200"],
+            {
+                **common,
+                "TUTORLANE_AMQP_URL": amqp_url,
+                "TUTORLANE_DATABASE_URL": worker_database,
+            },
+            tmp / "worker.log",
+        )
+
+    def start(self) -> None:
+        self.serve.start()
+        self.serve.wait_until(http_up(f"{self.base}/healthz"))
+        self.relay.start()
+        self.worker.start()
+
+    def stop(self) -> None:
+        for process in (self.serve, self.relay, self.worker):
+            process.stop()
+        self.amqp_proxy.close()
+        self.database_proxy.close()
+
+    def chat(self, students: int) -> None:
+        """Play the script for `students` new students at once; all must get 200."""
+        phones = [f"+{next(_phones)}" for _ in range(students)]
+        self.phones.extend(phones)
+        asyncio.run(self._chat(phones))
+
+    async def _chat(self, phones: list[str]) -> None:
+        url = f"{self.base}/webhooks/swiftchat/{SECRET}"
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+
+            async def play(phone: str) -> None:
+                for step, text in enumerate(SCRIPT):
+                    body = {
+                        "from": phone,
+                        "type": "text",
+                        "timestamp": "1733212800",
+                        "message_id": f"{phone}-{step}",
+                        "text": {"body": text},
+                    }
+                    response = await http.post(url, json=body)
+                    assert response.status_code == 200, response.text
+
+            await asyncio.gather(*(play(phone) for phone in phones))
+
+    def committed(self) -> dict[str, int]:
+        """Return each student's last committed sequence number, from the sessions."""
+        pseudonymise = Pseudonymiser(PSEUDONYM_KEY.encode())
+        return asyncio.run(self._committed([pseudonymise(p) for p in self.phones]))
+
+    async def _committed(self, students: list[str]) -> dict[str, int]:
+        client = redis.asyncio.Redis.from_url(self.redis_url)
+        try:
+            store = RedisSessionStore(client)
+            return {s: (await store.load(s)).seq for s in students}
+        finally:
+            await client.aclose()
+
+    def outbox_length(self) -> int:
+        client = redis.asyncio.Redis.from_url(self.redis_url)
+
+        async def length() -> int:
+            try:
+                return await RedisEventOutbox(client).length()
+            finally:
+                await client.aclose()
+
+        return asyncio.run(length())
+
+    def recorded(self) -> dict[str, list[int]]:
+        """Return every student's recorded sequence numbers, in log order."""
+        store = open_event_store(self.database_url)
+        try:
+            seqs: dict[str, list[int]] = defaultdict(list)
+            for event in store.read(0, 10_000_000):
+                seqs[event.student].append(event.seq)
+            return seqs
+        finally:
+            store.close()
+
+    def wait_until_recorded(self, seconds: float = 60) -> None:
+        expected = sum(self.committed().values())
+        wait_for(
+            lambda: sum(map(len, self.recorded().values())) >= expected,
+            seconds,
+            on_each=self.worker.check_running,
+            what=f"{expected} events in the store",
+        )
+
+    def assert_exactly_once_in_order(self) -> None:
+        committed = self.committed()
+        recorded = self.recorded()
+        assert sum(committed.values()) > 0
+        for student, last in committed.items():
+            assert recorded.get(student) == list(range(1, last + 1)), student
+        assert set(recorded) <= set(committed), "no events of unknown students"
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path, redis_url: str, rabbitmq_url: str, mariadb_url: str
+) -> Iterator[Pipeline]:
+    redis.Redis.from_url(redis_url).flushdb()
+    asyncio.run(_delete_queues(rabbitmq_url))
+    engine = sa.create_engine(mariadb_url)
+    with engine.begin() as connection:
+        for table in ("stored_events", "stored_events_lock"):
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()
+
+    running = Pipeline(tmp_path, redis_url, rabbitmq_url, mariadb_url)
+    running.start()
+    yield running
+    running.stop()
+
+
+def test_every_answer_reaches_the_event_store_once_in_order(pipeline: Pipeline) -> None:
+    pipeline.chat(students=60)
+
+    pipeline.wait_until_recorded()
+    pipeline.assert_exactly_once_in_order()
+    assert pipeline.outbox_length() == 0
+
+
+def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
+    pipeline: Pipeline,
+) -> None:
+    for _ in range(3):
+        pipeline.chat(students=40)
+        pipeline.worker.kill()
+        pipeline.worker.start()
+
+    pipeline.wait_until_recorded()
+    pipeline.assert_exactly_once_in_order()
+
+
+def test_chat_goes_on_while_rabbitmq_is_away_and_events_arrive_after(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.chat(students=10)
+    pipeline.wait_until_recorded()
+
+    pipeline.amqp_proxy.cut()
+    pipeline.chat(students=30)
+    assert pipeline.outbox_length() > 0, "events wait in the Redis outbox"
+
+    pipeline.amqp_proxy.restore()
+    pipeline.wait_until_recorded(seconds=90)
+    pipeline.assert_exactly_once_in_order()
+    wait_for(lambda: pipeline.outbox_length() == 0, 30, what="outbox drained")
+
+
+def test_chat_goes_on_while_mariadb_is_away_and_events_arrive_after(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.chat(students=10)
+    pipeline.wait_until_recorded()
+    before = sum(map(len, pipeline.recorded().values()))
+
+    pipeline.database_proxy.cut()
+    pipeline.chat(students=30)
+    wait_for(lambda: pipeline.outbox_length() == 0, 30, what="relayed to RabbitMQ")
+    assert sum(map(len, pipeline.recorded().values())) == before
+
+    pipeline.database_proxy.restore()
+    pipeline.wait_until_recorded(seconds=90)
+    pipeline.assert_exactly_once_in_order()
