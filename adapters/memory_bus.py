@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from tutorlane.adapters.rabbitmq import DEFAULT_QUEUES, queue_of
+from tutorlane.adapters.codecs import encode_envelope, read_envelope
+from tutorlane.adapters.rabbitmq import DEFAULT_QUEUES, envelopes
 from tutorlane.commands.ports import BusMessage
 
 REDELIVERY_DELAY = 0.5
@@ -17,7 +18,7 @@ class InProcessDelivery:
     def __init__(self, bus: InProcessBus, queue: int, body: bytes) -> None:
         self.bus = bus
         self.queue = queue
-        self.body = body
+        self.events = read_envelope(body)
 
     async def ack(self) -> None:
         """Nothing to tell: the queue already let go of it."""
@@ -40,9 +41,9 @@ class InProcessBus:
 
     async def publish(self, messages: Sequence[BusMessage]) -> None:
         """Queue every message; nothing to confirm in process."""
-        for item in messages:
-            index = queue_of(item.student, len(self.queues))
-            self.queues[index].put_nowait(InProcessDelivery(self, index, item.body))
+        for index, bodies in envelopes(messages, len(self.queues)):
+            body = encode_envelope(bodies)
+            self.queues[index].put_nowait(InProcessDelivery(self, index, body))
 
     async def dead_letter(self, body: bytes, reason: str) -> None:
         """Keep a poison message and its reason."""

@@ -8,6 +8,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from tutorlane.adapters.codecs import outbox_entry
 from tutorlane.adapters.redis_sessions import DEFAULT_SHARDS, shard_tag
 from tutorlane.commands.ports import OutboxEntry
 
@@ -51,7 +52,7 @@ class RedisEventOutbox:
             return []
         rows = cast(list[tuple[bytes, dict[bytes, bytes]]], response[0][1])
         return [
-            OutboxEntry(entry_id.decode(), fields[b"s"].decode(), fields[b"e"])
+            outbox_entry(entry_id.decode(), fields[b"e"])
             for entry_id, fields in rows
             if fields  # NOTE: a pending entry deleted meanwhile comes back empty
         ]

@@ -88,12 +88,27 @@ class PermanentSendError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class BusMessage:
+    """One event on its way to the event store, as JSON."""
+
+    event_id: str
+    student: str
+    seq: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """The events one message committed, as the event outbox holds them."""
+    """The events one message committed, read from the event outbox.
+
+    `problem` says why an entry could not be read; it then carries no messages and
+    its raw `payload` is parked on the dead-letter queue.
+    """
 
     entry_id: str
-    student: str
-    payload: bytes
+    messages: tuple[BusMessage, ...]
+    payload: bytes = b""
+    problem: str | None = None
 
 
 class EventOutbox(Protocol):
@@ -116,16 +131,6 @@ class EventOutbox(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class BusMessage:
-    """One event on its way to the event store."""
-
-    event_id: str
-    student: str
-    seq: int
-    body: bytes
-
-
 class EventPublisher(Protocol):
     """The bus from the relay to the workers."""
 
@@ -138,13 +143,31 @@ class EventPublisher(Protocol):
         ...
 
 
-class Delivery(Protocol):
-    """A message the bus handed to the worker, to settle once recorded."""
+@dataclass(frozen=True, slots=True)
+class DeliveredEvent:
+    """An event read from the bus, checked against its schema."""
 
+    student: str
+    seq: int
+    topic: str
     body: bytes
 
+
+@dataclass(frozen=True, slots=True)
+class UnreadableEvent:
+    """Part of a bus message that is not a valid event, and why."""
+
+    body: bytes
+    problem: str
+
+
+class Delivery(Protocol):
+    """A bus message handed to the worker: several events, settled together."""
+
+    events: list[DeliveredEvent | UnreadableEvent]
+
     async def ack(self) -> None:
-        """Settle: the message is recorded (or was already)."""
+        """Settle: every event in it is recorded (or was already)."""
         ...
 
     async def retry_later(self) -> None:

@@ -1,10 +1,11 @@
 """The worker's core: record batches of events exactly once, in each student's order.
 
-For each batch it asks the event store for every student's last sequence number,
-then: an event at or below it was recorded before (a redelivery) and is settled
-without a second record; the run of events that continues it is appended in one
-transaction and settled only after the commit; an event beyond a gap is held back
-until the missing one arrives, and given back to the bus if it does not.
+A bus message carries several events. For each batch the recorder asks the event
+store for every student's last sequence number, then: an event at or below it was
+recorded before (a redelivery) and counts as done; the run of events continuing it
+is appended in one transaction; an event beyond a gap is held back until the
+missing one arrives, and its message is given back to the bus if it does not. A
+message is settled once every event in it is done, and only after the commit.
 """
 
 from __future__ import annotations
@@ -14,22 +15,47 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tutorlane.adapters.codecs import CorruptRecord, event_from_json, event_topic
-from tutorlane.commands.ports import Delivery, EventLog, EventPublisher, NewRecord
-from tutorlane.domain.events import Event
+from tutorlane.commands.ports import (
+    DeliveredEvent,
+    Delivery,
+    EventLog,
+    EventPublisher,
+    NewRecord,
+    UnreadableEvent,
+)
 
 logger = logging.getLogger(__name__)
 
 HOLD_SECONDS = 30.0
 
 
+@dataclass(eq=False)
+class _Message:
+    """A bus message and how many of its events are still to be done."""
+
+    delivery: Delivery
+    remaining: int
+    received: float
+    settled: bool = False
+
+    async def done(self, count: int = 1) -> None:
+        self.remaining -= count
+        if self.remaining <= 0 and not self.settled:
+            self.settled = True
+            await self.delivery.ack()
+
+    async def give_back(self) -> None:
+        if not self.settled:
+            self.settled = True
+            await self.delivery.retry_later()
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    event: Event
-    delivery: Delivery
-    since: float
+    event: DeliveredEvent
+    message: _Message
 
 
 @dataclass
@@ -40,6 +66,7 @@ class BatchOutcome:
     duplicates: int = 0
     held: int = 0
     dead: int = 0
+    given_back: list[str] = field(default_factory=list)
 
 
 class EventRecorder:
@@ -61,25 +88,15 @@ class EventRecorder:
 
     @property
     def held(self) -> int:
-        """Count the events waiting for an earlier one of the same student."""
+        """Count the events waiting: for an earlier event, or for a retry."""
         return sum(len(events) for events in self._held.values())
 
     async def record(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
-        """Record a batch; raises (settling nothing) if the event store fails."""
+        """Record a batch; raises (settling nothing new) if the event store fails."""
         outcome = BatchOutcome()
         now = self.clock()
         for delivery in deliveries:
-            event = await self._read(delivery, outcome)
-            if event is None:
-                continue
-            held = self._held[event.student]
-            if event.seq in held:
-                # A second copy of an event still waiting here: the first one
-                # will be recorded, and the bus redelivers if we crash first.
-                outcome.duplicates += 1
-                await delivery.ack()
-                continue
-            held[event.seq] = _Pending(event, delivery, now)
+            await self._take(delivery, now, outcome)
 
         students = list(self._held)
         if not students:
@@ -92,33 +109,46 @@ class EventRecorder:
             self._take_runs(student, last.get(student, 0), ready, redelivered)
 
         if ready:
-            records = [_record_of(item.event, item.delivery) for item in ready]
+            records = [_record_of(item.event) for item in ready]
             try:
                 await asyncio.to_thread(self.log.append, records)
             except BaseException:
-                # Keep them for the next try; nothing was settled.
+                # Keep them for the next try; nothing of theirs was settled.
                 for item in (*ready, *redelivered):
                     self._held[item.event.student][item.event.seq] = item
                 raise
         for item in (*ready, *redelivered):
-            await item.delivery.ack()
+            await item.message.done()
 
         outcome.recorded = len(ready)
         outcome.duplicates += len(redelivered)
-        outcome.held = self.held
         self.recorded += len(ready)
         await self._give_back_stale(now)
+        outcome.held = self.held
         return outcome
 
-    async def _read(self, delivery: Delivery, outcome: BatchOutcome) -> Event | None:
-        try:
-            return event_from_json(delivery.body)
-        except CorruptRecord as ex:
-            outcome.dead += 1
-            logger.error("dead-lettering an unreadable event: %s", ex)
-            await self.dead_letters.dead_letter(delivery.body, str(ex))
-            await delivery.ack()
-            return None
+    async def _take(
+        self, delivery: Delivery, now: float, outcome: BatchOutcome
+    ) -> None:
+        message = _Message(delivery, len(delivery.events), now)
+        if not delivery.events:
+            await message.done(0)
+            return
+        for part in delivery.events:
+            if isinstance(part, UnreadableEvent):
+                outcome.dead += 1
+                logger.error("dead-lettering an unreadable event: %s", part.problem)
+                await self.dead_letters.dead_letter(part.body, part.problem)
+                await message.done()
+                continue
+            held = self._held[part.student]
+            if part.seq in held:
+                # A second copy of an event still waiting here: the first copy
+                # will be recorded, and the bus redelivers it if we crash first.
+                outcome.duplicates += 1
+                await message.done()
+                continue
+            held[part.seq] = _Pending(part, message)
 
     def _take_runs(
         self,
@@ -141,30 +171,42 @@ class EventRecorder:
 
     async def _give_back_stale(self, now: float) -> None:
         # NOTE: an event held this long waits for one that is not coming through
-        # this worker (it may sit with another consumer after a failover); hand it
-        # back so that it is delivered again rather than kept here forever.
+        # this worker (it may sit with another consumer after a failover). Its whole
+        # message goes back to the bus to be delivered again; the events of it that
+        # were recorded meanwhile come back as duplicates and are dropped then.
+        stale = {
+            item.message
+            for held in self._held.values()
+            for item in held.values()
+            if now - item.message.received >= self.hold_seconds
+        }
+        if not stale:
+            return
         for student in list(self._held):
             held = self._held[student]
-            for seq in sorted(held):
-                if now - held[seq].since >= self.hold_seconds:
-                    logger.warning(
-                        "event seq=%d of student=%s waited %.0fs for an earlier one; "
-                        "giving it back to the bus",
-                        seq,
-                        student,
-                        now - held[seq].since,
-                    )
-                    await held.pop(seq).delivery.retry_later()
+            for seq in [s for s, item in held.items() if item.message in stale]:
+                logger.warning(
+                    "event seq=%d of student=%s waited %.0fs for an earlier one; "
+                    "giving its message back to the bus",
+                    seq,
+                    student,
+                    now - held[seq].message.received,
+                )
+                del held[seq]
             if not held:
                 del self._held[student]
+        for message in stale:
+            await message.give_back()
 
     async def release_all(self) -> None:
-        """Give every held event back to the bus (on shutdown)."""
-        for held in self._held.values():
-            for item in held.values():
-                await item.delivery.retry_later()
+        """Give every message still held back to the bus (on shutdown)."""
+        messages = {
+            item.message for held in self._held.values() for item in held.values()
+        }
         self._held.clear()
+        for message in messages:
+            await message.give_back()
 
 
-def _record_of(event: Event, delivery: Delivery) -> NewRecord:
-    return NewRecord(event.student, event.seq, event_topic(event), delivery.body)
+def _record_of(event: DeliveredEvent) -> NewRecord:
+    return NewRecord(event.student, event.seq, event.topic, event.body)

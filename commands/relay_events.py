@@ -11,13 +11,7 @@ import asyncio
 import contextlib
 import logging
 
-from tutorlane.adapters.codecs import CorruptRecord, decode_events, event_to_json
-from tutorlane.commands.ports import (
-    BusMessage,
-    EventOutbox,
-    EventPublisher,
-    OutboxEntry,
-)
+from tutorlane.commands.ports import BusMessage, EventOutbox, EventPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -53,26 +47,16 @@ class EventRelay:
 
         messages: list[BusMessage] = []
         for entry in entries:
-            messages.extend(await self._messages_of(entry))
+            if entry.problem is not None:
+                # NOTE: an unreadable entry would block its shard forever; park it.
+                logger.error("dead-lettering: %s", entry.problem)
+                await self.publisher.dead_letter(entry.payload, entry.problem)
+            messages.extend(entry.messages)
         await self.publisher.publish(messages)
 
         await self.outbox.acknowledge(shard, [entry.entry_id for entry in entries])
         self.relayed += len(messages)
         return len(entries)
-
-    async def _messages_of(self, entry: OutboxEntry) -> list[BusMessage]:
-        try:
-            events = decode_events(entry.payload)
-        except (CorruptRecord, ValueError, TypeError) as ex:
-            # NOTE: an unreadable entry would block its shard forever; park it.
-            reason = f"outbox entry {entry.entry_id} unreadable: {ex}"
-            logger.error("dead-lettering %s", reason)
-            await self.publisher.dead_letter(entry.payload, reason)
-            return []
-        return [
-            BusMessage(event.event_id, event.student, event.seq, event_to_json(event))
-            for event in events
-        ]
 
     async def run_shard(
         self, shard: int, stop: asyncio.Event, reclaim_every: float = 10.0

@@ -51,6 +51,7 @@ class EmbeddedPipeline:
         return (
             self.bus.waiting() == 0
             and self.batcher.inbox.empty()
+            and self.batcher.in_hand == 0
             and self.batcher.recorder.held == 0
             and await self.outbox.length() == 0
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 from urllib.parse import urlsplit
@@ -49,9 +50,7 @@ MARIADB_TEST_URL = os.environ.get(
 def mariadb_url() -> str:
     """The URL of a real MariaDB for tests (its `test` database; tests own tables)."""
     url = require_service("MariaDB", MARIADB_TEST_URL, 3306)
-    try:
-        import MySQLdb  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("MySQLdb") is None:
         message = "the MariaDB driver is missing: pip install -e '.[test,mariadb]'"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message, pytrace=False)
