@@ -1,0 +1,198 @@
+"""The worker's rules: once, in order, gaps waited for, poison parked, failures kept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from tutorlane.adapters.codecs import encode_envelope, event_to_json, read_envelope
+from tutorlane.commands.ports import DeliveredEvent, NewRecord, UnreadableEvent
+from tutorlane.commands.record_events import EventRecorder
+from tutorlane.domain.events import HintGiven, event_id_for
+
+
+class FakeEventLog:
+    """An event store in a dict, which can be told to fail."""
+
+    def __init__(self) -> None:
+        self.records: list[NewRecord] = []
+        self.failing = False
+
+    def last_seqs(self, students: Sequence[str]) -> dict[str, int]:
+        return {
+            s: max((r.seq for r in self.records if r.student == s), default=0)
+            for s in students
+        }
+
+    def append(self, records: Sequence[NewRecord]) -> None:
+        if self.failing:
+            raise ConnectionError("database away")
+        self.records.extend(records)
+
+    def seqs(self, student: str) -> list[int]:
+        return [r.seq for r in self.records if r.student == student]
+
+
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.parked: list[tuple[bytes, str]] = []
+
+    async def publish(self, messages: Sequence[object]) -> None:
+        raise AssertionError("the recorder never publishes events")
+
+    async def dead_letter(self, body: bytes, reason: str) -> None:
+        self.parked.append((body, reason))
+
+
+class FakeDelivery:
+    def __init__(self, *bodies: bytes) -> None:
+        self.events: list[DeliveredEvent | UnreadableEvent] = read_envelope(
+            encode_envelope(list(bodies))
+        )
+        self.acked = False
+        self.given_back = False
+
+    async def ack(self) -> None:
+        assert not (self.acked or self.given_back), "settled twice"
+        self.acked = True
+
+    async def retry_later(self) -> None:
+        assert not (self.acked or self.given_back), "settled twice"
+        self.given_back = True
+
+
+def event(student: str, seq: int) -> bytes:
+    return event_to_json(
+        HintGiven(
+            event_id=event_id_for(student, f"m{seq}", seq),
+            student=student,
+            seq=seq,
+            message_id=f"m{seq}",
+            occurred_at=1.0,
+            course="c",
+            node="n",
+            skill="k",
+            hint_number=1,
+        )
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def log() -> FakeEventLog:
+    return FakeEventLog()
+
+
+@pytest.fixture
+def dead() -> FakeDeadLetters:
+    return FakeDeadLetters()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def recorder(log: FakeEventLog, dead: FakeDeadLetters, clock: Clock) -> EventRecorder:
+    return EventRecorder(log, dead, clock=clock, hold_seconds=30)
+
+
+async def test_a_message_is_recorded_and_settled(
+    recorder: EventRecorder, log: FakeEventLog
+) -> None:
+    delivery = FakeDelivery(event("a", 1), event("b", 1), event("a", 2))
+
+    await recorder.record([delivery])
+
+    assert log.seqs("a") == [1, 2] and log.seqs("b") == [1]
+    assert delivery.acked
+
+
+async def test_a_redelivered_message_is_settled_without_a_second_record(
+    recorder: EventRecorder, log: FakeEventLog
+) -> None:
+    await recorder.record([FakeDelivery(event("a", 1), event("a", 2))])
+    again = FakeDelivery(event("a", 1), event("a", 2))
+
+    outcome = await recorder.record([again])
+
+    assert log.seqs("a") == [1, 2]
+    assert outcome.duplicates == 2 and again.acked
+
+
+async def test_an_event_after_a_gap_waits_for_the_missing_one(
+    recorder: EventRecorder, log: FakeEventLog
+) -> None:
+    await recorder.record([FakeDelivery(event("a", 1))])
+    early = FakeDelivery(event("a", 3))
+
+    await recorder.record([early])
+    assert log.seqs("a") == [1] and not early.acked and recorder.held == 1
+
+    missing = FakeDelivery(event("a", 2))
+    await recorder.record([missing])
+
+    assert log.seqs("a") == [1, 2, 3]
+    assert early.acked and missing.acked and recorder.held == 0
+
+
+async def test_a_gap_that_stays_open_gives_the_message_back_to_the_bus(
+    recorder: EventRecorder, log: FakeEventLog, clock: Clock
+) -> None:
+    early = FakeDelivery(event("a", 2), event("b", 1))
+    await recorder.record([early])
+    assert log.seqs("b") == [1], "the rest of the message is recorded meanwhile"
+
+    clock.now = 31
+    await recorder.record([])
+
+    assert early.given_back and not early.acked and recorder.held == 0
+
+
+async def test_an_unreadable_event_is_parked_with_the_reason_and_the_rest_recorded(
+    recorder: EventRecorder, log: FakeEventLog, dead: FakeDeadLetters
+) -> None:
+    delivery = FakeDelivery(event("a", 1), b'{"type": "Nonsense", "v": 1}')
+
+    outcome = await recorder.record([delivery])
+
+    assert log.seqs("a") == [1] and delivery.acked and outcome.dead == 1
+    ((body, reason),) = dead.parked
+    assert b"Nonsense" in body and "unknown event type 'Nonsense'" in reason
+
+
+async def test_a_message_that_is_not_json_is_parked_whole(
+    recorder: EventRecorder, dead: FakeDeadLetters
+) -> None:
+    delivery = FakeDelivery()
+    delivery.events = read_envelope(b"\x00 not json")
+
+    await recorder.record([delivery])
+
+    assert delivery.acked
+    assert "not JSON" in dead.parked[0][1]
+
+
+async def test_nothing_is_settled_while_the_store_fails_and_all_is_kept_for_a_retry(
+    recorder: EventRecorder, log: FakeEventLog
+) -> None:
+    delivery = FakeDelivery(event("a", 1), event("a", 2))
+    log.failing = True
+
+    with pytest.raises(ConnectionError):
+        await recorder.record([delivery])
+    assert not delivery.acked and recorder.held == 2
+
+    log.failing = False
+    await recorder.record([])
+
+    assert log.seqs("a") == [1, 2] and delivery.acked
