@@ -10,7 +10,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from tutorlane.adapters.flow_files import load_courses
 from tutorlane.adapters.pseudonyms import Pseudonymiser, load_or_create_key
@@ -75,16 +75,30 @@ def pick_course(settings: Settings) -> Course:
     return courses.get("maths-primary") or next(iter(courses.values()))
 
 
+# NOTE: redis-py's default pool fails at once when all its connections are busy;
+# a blocking pool makes a burst wait its turn instead of answering 503.
+REDIS_CONNECTIONS = 128
+REDIS_POOL_WAIT_SECONDS = 5.0
+
+
 def connect_redis(settings: Settings) -> Redis:
     """Return a client of the configured Redis, or of an in-process fakeredis."""
     if settings.redis_url is None:
         import fakeredis
 
-        client: Redis = fakeredis.FakeAsyncRedis()
+        client: Redis = fakeredis.FakeAsyncRedis(
+            connection_pool_class=BlockingConnectionPool,
+            max_connections=REDIS_CONNECTIONS,
+        )
         return client
-    return Redis.from_url(
-        settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=REDIS_POOL_WAIT_SECONDS,
+        socket_timeout=5.0,
+        socket_connect_timeout=3.0,
     )
+    return Redis(connection_pool=pool)
 
 
 def make_pseudonymiser(settings: Settings) -> Pseudonymiser:

@@ -32,12 +32,18 @@ def load_or_create_key(path: Path) -> bytes:
     if path.exists():
         return bytes.fromhex(path.read_text().strip())
     path.parent.mkdir(parents=True, exist_ok=True)
+
+    # Write the whole key to a file of our own, then link it into place: link fails
+    # if another process got there first, and nobody ever reads a half-written key.
     key = secrets.token_bytes(KEY_BYTES)
-    # NOTE: O_EXCL so that two processes starting together cannot both create a key.
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(key.hex())
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())
+    finally:
+        draft.unlink()
     return key

@@ -14,12 +14,14 @@ must sit in the same slot as every session that writes to them.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from tutorlane.adapters.codecs import (
+    CorruptRecord,
     OutgoingReply,
     decode_reply,
     decode_session,
@@ -31,6 +33,8 @@ from tutorlane.commands.ports import PendingReply, VersionConflict
 from tutorlane.domain.events import Event
 from tutorlane.domain.messages import Reply
 from tutorlane.domain.session import Session
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SHARDS = 16
 SESSION_TTL_SECONDS = 60 * 60 * 24 * 30
@@ -154,7 +158,31 @@ class RedisSessionStore:
             list[tuple[bytes, dict[bytes, bytes]]],
             await self.redis.xrange(self.replies_key(shard), "-", newest, limit),
         )
-        return [_pending(entry_id, fields) for entry_id, fields in rows]
+        pending = []
+        for entry_id, fields in rows:
+            try:
+                pending.append(_pending(entry_id, fields))
+            except (CorruptRecord, KeyError) as ex:
+                await self._quarantine(shard, entry_id, fields, ex)
+        return pending
+
+    async def _quarantine(
+        self, shard: int, entry_id: bytes, fields: dict[bytes, bytes], ex: Exception
+    ) -> None:
+        # NOTE: one unreadable entry must not stop the sweep of every other reply;
+        # it moves to a side stream where an operator can look at it.
+        logger.error(
+            "unreadable reply %s in shard %d moved to %s:r-dead (%s)",
+            _text(entry_id),
+            shard,
+            shard_tag(shard),
+            ex,
+        )
+        pipe = self.redis.pipeline(transaction=True)
+        kept: dict[Any, Any] = dict(fields) or {b"empty": b""}
+        pipe.xadd(f"{shard_tag(shard)}:r-dead", kept)
+        pipe.xdel(self.replies_key(shard), entry_id)
+        await pipe.execute()
 
     async def outbox_sizes(self) -> dict[str, int]:
         """Return how many replies and events wait in the outbox, over all shards."""

@@ -20,7 +20,9 @@ from tutorlane.adapters.swiftchat_wire import render_reply
 from tutorlane.commands.ports import PermanentSendError
 from tutorlane.domain.messages import Reply
 
-MAX_RETRY_AFTER_SECONDS = 30.0
+# A Retry-After longer than this is not waited for inside one delivery: the reply
+# stays in the outbox for the sweeper, and the whole bot pauses meanwhile.
+MAX_INLINE_WAIT_SECONDS = 5.0
 
 
 class RetryableSendError(Exception):
@@ -31,6 +33,10 @@ class RetryableSendError(Exception):
         self.retry_after = retry_after
 
 
+class DeferredSendError(Exception):
+    """The API asked us to wait longer than a delivery may; the sweeper will retry."""
+
+
 class TokenBucket:
     """Allows `rate` sends a second on average, bursts up to `burst`."""
 
@@ -39,13 +45,21 @@ class TokenBucket:
         self.burst = burst
         self.tokens = burst
         self.updated = time.monotonic()
+        self.paused_until = 0.0
         self._lock = asyncio.Lock()
+
+    def pause(self, seconds: float) -> None:
+        """Let no send through for `seconds` (the API said 429 Retry-After)."""
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
     async def take(self) -> None:
         """Wait until a send is allowed."""
         async with self._lock:
             while True:
                 now = time.monotonic()
+                if now < self.paused_until:
+                    await asyncio.sleep(self.paused_until - now)
+                    continue
                 self.tokens = min(
                     self.burst, self.tokens + (now - self.updated) * self.rate
                 )
@@ -66,7 +80,7 @@ class SwiftChatClient:
         api_key: str,
         timeout: float = 5.0,
         attempts: int = 4,
-        max_seconds: float = 30.0,
+        max_seconds: float = 20.0,
         rate_per_second: float = 1000.0,
     ) -> None:
         self.path = f"/api/bots/{bot_id}/messages"
@@ -108,9 +122,13 @@ class SwiftChatClient:
         if 200 <= status < 300:
             return
         if status == 429 or status >= 500:
-            raise RetryableSendError(
-                f"HTTP {status}", _retry_after(response.headers.get("Retry-After"))
-            )
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            if status == 429 and retry_after is not None:
+                # Rate limits are per bot: every send waits, not just this one.
+                self.bucket.pause(retry_after)
+                if retry_after > MAX_INLINE_WAIT_SECONDS:
+                    raise DeferredSendError(f"HTTP 429, retry after {retry_after:.0f}s")
+            raise RetryableSendError(f"HTTP {status}", retry_after)
         # NOTE: the response text may echo the request, phone number included, so
         # only the API's error code and message go into the exception.
         raise PermanentSendError(f"HTTP {status}: {_api_error(response)}")
@@ -127,7 +145,7 @@ def _wait_for_server_or_backoff(state: RetryCallState) -> float:
     outcome = state.outcome
     error = outcome.exception() if outcome is not None else None
     if isinstance(error, RetryableSendError) and error.retry_after is not None:
-        return min(error.retry_after, MAX_RETRY_AFTER_SECONDS)
+        return min(error.retry_after, MAX_INLINE_WAIT_SECONDS)
     return _backoff(state)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -23,7 +24,7 @@ class _Envelope(msgspec.Struct, frozen=True):
     sender: str = msgspec.field(name="from")
     type: str = msgspec.field()
     message_id: str = msgspec.field()
-    timestamp: int | str = msgspec.field()
+    timestamp: int | float | str = msgspec.field()
     conversation_id: str | None = None
     conversation_initiated_by: str | None = None
 
@@ -55,25 +56,35 @@ def parse_inbound(body: bytes) -> tuple[str, Inbound]:
         raise BadPayload(f"not a SwiftChat message: {ex}") from None
     except msgspec.DecodeError as ex:
         raise BadPayload(f"body is not valid JSON: {ex}") from None
+    except RecursionError:
+        raise BadPayload(
+            "body is nested too deeply to be a SwiftChat message"
+        ) from None
 
     if not _PHONE.fullmatch(envelope.sender):
         raise BadPayload("`from` must be a phone number such as +919800000001")
     if not envelope.message_id.strip() or len(envelope.message_id) > 256:
         raise BadPayload("`message_id` must be a non-empty id of at most 256 chars")
-    _check_timestamp(envelope.timestamp)
+    sent_at = _seconds(envelope.timestamp)
 
-    message = _read_payload(envelope, raw.get(envelope.type))
-    return envelope.sender, message
+    # NOTE: type names are lower case on the wire; accept "TEXT" all the same.
+    kind = envelope.type.strip().lower()
+    payload = raw.get(envelope.type, raw.get(kind))
+    message = _read_payload(kind, envelope.message_id, payload)
+    return envelope.sender, replace(message, sent_at=sent_at)
 
 
-def _check_timestamp(timestamp: int | str) -> None:
-    if isinstance(timestamp, str) and not timestamp.strip().isdigit():
+def _seconds(timestamp: int | float | str) -> int:
+    try:
+        seconds = float(timestamp)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < 2**32:
         raise BadPayload("`timestamp` must be Unix seconds, as a number or a string")
+    return int(seconds)
 
 
-def _read_payload(envelope: _Envelope, payload: Any) -> Inbound:
-    kind = envelope.type
-    message_id = envelope.message_id
+def _read_payload(kind: str, message_id: str, payload: Any) -> Inbound:
     try:
         if kind == "text":
             text = msgspec.convert(payload, _Body).body

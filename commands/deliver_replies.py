@@ -23,7 +23,10 @@ from tutorlane.domain.messages import Reply
 
 logger = logging.getLogger(__name__)
 
-GRACE_SECONDS = 10.0
+# Longer than an immediate delivery may take with all its retries (SwiftChatClient
+# gives up after 20 s), so that the sweeper of another process does not send a
+# reply that is still on its way.
+GRACE_SECONDS = 30.0
 GIVE_UP_SECONDS = 23 * 60 * 60
 SWEEP_BATCH = 200
 
@@ -49,6 +52,8 @@ class ReplyDelivery:
         self.give_up_seconds = give_up_seconds
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[bool]] = set()
+        # Entries this process is sending right now: the sweeper leaves them alone.
+        self._sending: set[str] = set()
 
     def dispatch(self, student: str, entry_id: str, to: str, reply: Reply) -> None:
         """Send a just-committed reply in the background."""
@@ -58,27 +63,52 @@ class ReplyDelivery:
 
     async def deliver(self, student: str, entry_id: str, to: str, reply: Reply) -> bool:
         """Send one reply and confirm it; tell whether it left the outbox."""
-        async with self._in_flight:
-            try:
-                await self.sender.send(to, reply)
-            except PermanentSendError as ex:
-                # Retrying a refused reply cannot help: drop it, say so.
-                logger.warning(
-                    "reply refused for good, dropped: student=%s entry=%s reason=%s",
-                    student,
-                    entry_id,
-                    ex,
-                )
-            except Exception:
-                logger.warning(
-                    "reply not delivered, the sweeper will retry: student=%s entry=%s",
-                    student,
-                    entry_id,
-                    exc_info=True,
-                )
-                return False
+        if entry_id in self._sending:
+            return False
+        self._sending.add(entry_id)
+        try:
+            async with self._in_flight:
+                return await self._send_and_confirm(student, entry_id, to, reply)
+        finally:
+            self._sending.discard(entry_id)
+
+    async def _send_and_confirm(
+        self, student: str, entry_id: str, to: str, reply: Reply
+    ) -> bool:
+        try:
+            await self.sender.send(to, reply)
+        except PermanentSendError as ex:
+            # Retrying a refused reply cannot help: drop it, and say so loudly.
+            logger.error(
+                "reply refused for good, dropped: student=%s entry=%s reason=%s",
+                student,
+                entry_id,
+                ex,
+            )
+        except Exception as ex:
+            logger.warning(
+                "reply not delivered, the sweeper will retry: student=%s entry=%s "
+                "(%s: %s)",
+                student,
+                entry_id,
+                type(ex).__name__,
+                ex,
+            )
+            return False
+
+        try:
             await self.outbox.confirm(student, entry_id)
-            return True
+        except Exception:
+            # NOTE: sent but not confirmed: the sweeper will send it again. That is
+            # the at-least-once promise; the log says why a student saw it twice.
+            logger.warning(
+                "reply sent but not confirmed: student=%s entry=%s",
+                student,
+                entry_id,
+                exc_info=True,
+            )
+            return False
+        return True
 
     async def sweep_once(self) -> int:
         """Re-send unconfirmed replies of every shard this process holds; count them."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from tutorlane.domain.session import DEFAULT_INACTIVITY_SECONDS, decide
 
 logger = logging.getLogger(__name__)
 
-MAX_CONFLICT_RETRIES = 20
+MAX_CONFLICT_RETRIES = 50
 
 
 class TooMuchContention(RuntimeError):
@@ -50,7 +52,7 @@ class MessageHandler:
     async def handle(self, phone: str, message: Inbound) -> Handled:
         """Apply a message exactly once and return the reply it produced."""
         student = self.pseudonymise(phone)
-        for _ in range(MAX_CONFLICT_RETRIES):
+        for attempt in range(MAX_CONFLICT_RETRIES):
             session = await self.store.load(student)
             decision = decide(
                 session,
@@ -73,8 +75,10 @@ class MessageHandler:
                     decision.events,
                 )
             except VersionConflict:
-                # Another message of this student won the race: redo on fresh state.
+                # Another message of this student won the race: redo on fresh
+                # state, after a short random pause so that a crowd spreads out.
                 logger.debug("version conflict for student=%s, retrying", student)
+                await asyncio.sleep(random.uniform(0, 0.002) * min(attempt, 10))  # noqa: S311
                 continue
             return Handled(student, decision.reply, entry_id)
 

@@ -17,9 +17,12 @@ from typing import Any, ClassVar
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c4f9e-3b7a-5d2e-9c41-2a8f0e6b7d13")
 MAX_ANSWER_TEXT = 256
 
-# A run of ten or more digits (spaces, dots or dashes between them allowed) looks
-# like a phone number: students do type their number into a chat.
-_PHONE_LIKE = re.compile(r"\+?\d(?:[\s.\-]?\d){9,}")
+# Ten or more digits in a run, whatever separates them (spaces, tabs, dots, commas,
+# dashes, slashes, brackets, invisible characters), look like a phone number:
+# students do type their number into a chat. A list of ten small numbers is
+# removed too; it was never a right answer.
+_SEPARATORS = r"[\s.,/\\\-–—()\[\]\u200b-\u200f\u2060\ufeff]*"
+_PHONE_LIKE = re.compile(rf"(?:[+(]{_SEPARATORS})?\d(?:{_SEPARATORS}\d){{9,}}")
 
 
 def event_id_for(student: str, message_id: str, seq: int) -> str:

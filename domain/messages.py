@@ -24,6 +24,7 @@ class Inbound:
     message_id: str
     kind: Kind
     text: str = ""
+    sent_at: int = 0  # SwiftChat's timestamp, Unix seconds
 
     @property
     def is_readable(self) -> bool:

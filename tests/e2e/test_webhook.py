@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -174,3 +176,25 @@ def test_health_check_answers(server: Server) -> None:
     response = httpx.get(f"{server.base_url}/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+def test_a_burst_of_the_same_message_gets_one_reply_and_no_errors(
+    server: Server, imitation: Imitation, phone: str
+) -> None:
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=300)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            responses = await asyncio.gather(
+                *(
+                    http.post(server.webhook, json=body(phone, "hi", "same"))
+                    for _ in range(300)
+                )
+            )
+        return [response.status_code for response in responses]
+
+    statuses = asyncio.run(burst())
+
+    assert statuses == [200] * 300
+    assert len(imitation.wait_for(phone, 1)) == 1
+    time.sleep(1)
+    assert len(imitation.sent_to(phone)) == 1

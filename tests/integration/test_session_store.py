@@ -144,3 +144,18 @@ async def test_the_same_message_delivered_twice_at_once_replies_once(
     assert sum(result.reply is not None for result in results) == 1
     session = await store.load(keyed_by_phone(PHONE))
     assert (session.version, session.answered, session.correct) == (2, 1, 1)
+
+
+async def test_an_unreadable_reply_is_set_aside_and_the_others_still_swept(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    entry_id = await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("x"), [])
+    shard = shard_of(STUDENT, store.shards)
+    await redis_client.xadd(store.replies_key(shard), {"s": "someone", "r": "garbage"})
+
+    pending = await store.unconfirmed(shard, time.time() + 60, 10)
+
+    assert [item.entry_id for item in pending] == [entry_id]
+    assert await redis_client.xlen(store.replies_key(shard)) == 1
+    dead: Any = await redis_client.xrange(f"tl:{{s{shard:02d}}}:r-dead")
+    assert dead[0][1][b"r"] == b"garbage"
