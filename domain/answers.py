@@ -595,11 +595,26 @@ def _judge_phrases(phrases: tuple[str, ...], text: str) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def _choice_forms(choice: str) -> tuple[str, Decimal | None]:
-    """Return a button's normalised text and its number, if it is only a number."""
-    reading = _read(choice)
-    only_number = len(reading.numbers) == 1 and not reading.other_words
-    return _normalise(choice), reading.numbers[0] if only_number else None
+def _judge_choice(choice: str, text: str) -> bool:
+    """Tell whether a reply names the chosen button, tapped or typed."""
+    said = _normalise(text)
+    reply = _read(_result_of(text))
+    # A label in two languages ("Square / वर्ग") may be typed in either.
+    labels = [choice, *(part.strip() for part in choice.split(" / "))]
+    for label in labels:
+        if said and said == _normalise(label):
+            return True
+        reading = _read(label)
+        if len(reading.numbers) != 1:
+            continue
+        # A button naming one number may be typed as that number ("fifteen",
+        # "0.5" for "1/2"); one with a unit ("1000 ml") also as the bare number,
+        # but "2 oranges" does not name the "2 apples" button.
+        if reading.other_words and reply.other_words:
+            continue
+        if _within(reading.numbers[0], _ZERO, reply.numbers):
+            return True
+    return False
 
 
 def judge(answer: Answer, text: str) -> bool:
@@ -609,13 +624,7 @@ def judge(answer: Answer, text: str) -> bool:
     if isinstance(answer, PhraseAnswer):
         return _judge_phrases(answer.phrases, text)
     if isinstance(answer, ChoiceAnswer):
-        choice, number = _choice_forms(answer.choice)
-        said = _normalise(text)
-        if said and said == choice:
-            return True
-        # A button such as "15" or "1/2" may also be typed: "fifteen", "0.5".
-        numbers = _read(_result_of(text)).numbers
-        return number is not None and _within(number, _ZERO, numbers)
+        return _judge_choice(answer.choice, text)
     assert_never(answer)
 
 

@@ -88,8 +88,8 @@ NO_MORE_HINTS = _t(
     "इस सवाल के लिए और संकेत नहीं हैं। पूरी कोशिश करो!",
 )
 NEEDS_NUMBER = _t(
-    "Please answer with a number (or type hint).",
-    "कृपया जवाब एक संख्या में दो (या hint लिखो)।",
+    "Please answer with a number. Type hint for a clue, or skip to move on.",
+    "कृपया जवाब एक संख्या में दो। संकेत के लिए hint, आगे बढ़ने के लिए skip लिखो।",
 )
 ANSWER_WAS = _t("The answer is {answer}.", "सही जवाब {answer} है।")
 SKIPPED = _t("Skipped. The answer was {answer}.", "छोड़ दिया। सही जवाब {answer} था।")
@@ -97,6 +97,10 @@ FINISHED = _t(
     "You finished the course! You got {correct} of {answered} right. "
     "Send start to play again.",
     "तुमने कोर्स पूरा कर लिया! {answered} में से {correct} सही। फिर से खेलने के लिए start भेजो।",
+)
+FINISHED_UNANSWERED = _t(
+    "You reached the end of the course. Send start to try the questions again.",
+    "तुम कोर्स के अंत तक पहुँच गए। सवाल फिर से करने के लिए start भेजो।",
 )
 STOPPED = _t(
     "Okay, we stopped. Send hi whenever you want to continue.",

@@ -37,10 +37,14 @@ from tutorlane.domain.events import (
 from tutorlane.domain.messages import Inbound, Reply
 from tutorlane.domain.phrases import Command
 
-# How many recent message ids a session remembers to drop redeliveries. A retry that
-# arrives after this many newer messages of the same student would be applied again;
-# 6-byte fingerprints keep the window within the Redis memory budget of a session.
-RECENT_MESSAGES = 32
+# Redeliveries are recognised two ways. The last RECENT_MESSAGES message ids are
+# kept with their SwiftChat timestamps (a 6-byte fingerprint and 4 bytes of seconds
+# each), which catches a retry that overtakes newer messages. An id that has left
+# that window moves the session's horizon to its timestamp; a message not in the
+# window and strictly older than the horizon is a redelivery too, however late it
+# comes. (A genuinely new message that arrives behind more than RECENT_MESSAGES newer
+# ones would be taken for a retry: SwiftChat does not reorder that far.)
+RECENT_MESSAGES = 16
 DEFAULT_INACTIVITY_SECONDS = 30 * 60
 
 
@@ -73,6 +77,7 @@ class Session:
     plan_for: str = ""
     detour: str = ""
     recent: tuple[bytes, ...] = ()
+    horizon: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,24 @@ def message_digest(message_id: str) -> bytes:
     return hashlib.blake2b(message_id.encode(), digest_size=6).digest()
 
 
+def is_redelivery(session: Session, message: Inbound) -> bool:
+    """Tell whether the session has seen this message before."""
+    digest = message_digest(message.message_id)
+    if any(entry[:6] == digest for entry in session.recent):
+        return True
+    return message.sent_at < session.horizon
+
+
+def _remember(session: Session, message: Inbound) -> tuple[tuple[bytes, ...], int]:
+    seconds = min(max(message.sent_at, 0), 0xFFFFFFFF)
+    entry = message_digest(message.message_id) + seconds.to_bytes(4, "big")
+    recent = (*session.recent, entry)
+    horizon = session.horizon
+    for left in recent[:-RECENT_MESSAGES]:
+        horizon = max(horizon, int.from_bytes(left[6:10], "big"))
+    return recent[-RECENT_MESSAGES:], horizon
+
+
 def decide(
     session: Session,
     message: Inbound,
@@ -103,14 +126,13 @@ def decide(
     inactivity_seconds: float = DEFAULT_INACTIVITY_SECONDS,
 ) -> Decision:
     """Apply one inbound message of `student` to their session at time `now`."""
-    digest = message_digest(message.message_id)
-    if digest in session.recent:
+    if is_redelivery(session, message):
         return Decision(session, None, ())
 
     turn = _Turn(session, message, course, student, now)
     turn.expire_if_idle(inactivity_seconds)
     turn.respond()
-    return turn.finish(digest)
+    return turn.finish()
 
 
 class _Turn:
@@ -154,13 +176,14 @@ class _Turn:
             )
         )
 
-    def finish(self, digest: bytes) -> Decision:
-        recent = (*self.session.recent, digest)[-RECENT_MESSAGES:]
+    def finish(self) -> Decision:
+        recent, horizon = _remember(self.session, self.message)
         session = replace(
             self.session,
             version=self.session.version + 1,
             last_seen=self.now,
             recent=recent,
+            horizon=horizon,
         )
         reply = Reply("\n\n".join(self.lines), self.buttons)
         return Decision(session, reply, tuple(self.events))
@@ -216,15 +239,18 @@ class _Turn:
         elif command in (Command.ENGLISH, Command.HINDI):
             language = "hi" if command is Command.HINDI else "en"
             self.session = replace(self.session, language=language)
-            self.say(phrases.LANGUAGE_SET)
-            self.ask_current_or_invite()
+            if node is None and self.session.status is Status.NEW:
+                self.start()  # choosing a language is a fine way to begin
+            else:
+                self.say(phrases.LANGUAGE_SET)
+                self.ask_current_or_invite()
         elif node is None:
             self.say(phrases.NOT_STARTED)
         elif command is Command.HINT:
             self.hint(node)
         elif command is Command.SKIP:
             self.record(QuestionSkipped, node=node.id, skill=node.skill)
-            self.say(phrases.SKIPPED, answer=_show_answer(node))
+            self.say(phrases.SKIPPED, answer=_show_answer(node, self.language))
             self.move_to(self.forward(node, node.next.exhausted))
         else:
             self.record(CourseStopped, node=node.id)
@@ -314,7 +340,7 @@ class _Turn:
                 self.move_to(node.next.wrong)
         else:
             self.lines.append(node.wrong_feedback.in_language(self.language))
-            self.say(phrases.ANSWER_WAS, answer=_show_answer(node))
+            self.say(phrases.ANSWER_WAS, answer=_show_answer(node, self.language))
             self.move_to(self.forward(node, node.next.exhausted))
 
     def forward(self, node: Node, default: str | None) -> str | None:
@@ -332,11 +358,14 @@ class _Turn:
                 answered=self.session.answered,
                 correct=self.session.correct,
             )
-            self.say(
-                phrases.FINISHED,
-                correct=self.session.correct,
-                answered=self.session.answered,
-            )
+            if self.session.answered:
+                self.say(
+                    phrases.FINISHED,
+                    correct=self.session.correct,
+                    answered=self.session.answered,
+                )
+            else:
+                self.say(phrases.FINISHED_UNANSWERED)
             self.session = replace(self.session, status=Status.FINISHED, node="")
             return
         self.session = replace(
@@ -358,15 +387,27 @@ class _Turn:
             self.ask_current()
 
 
-def _show_answer(node: Node) -> str:
+def _show_answer(node: Node, language: str) -> str:
     answer = node.answer
     if isinstance(answer, NumberAnswer):
-        return _plain_number(answer.value)
+        return _indian_number(answer.value)
     if isinstance(answer, PhraseAnswer):
-        return answer.phrases[0]
+        # Show the answer in the student's language when the course has it.
+        in_hindi = [p for p in answer.phrases if phrases.looks_hindi(p)]
+        in_latin = [p for p in answer.phrases if not phrases.looks_hindi(p)]
+        preferred = in_hindi if language == "hi" else in_latin
+        return (preferred or list(answer.phrases))[0]
     assert isinstance(answer, ChoiceAnswer)
     return answer.choice
 
 
-def _plain_number(value: Decimal) -> str:
-    return format(value.normalize(), "f")
+def _indian_number(value: Decimal) -> str:
+    """Write a number as Indian schoolbooks do: 3,407 and 1,25,000."""
+    text = format(value.normalize(), "f")
+    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, dot, fraction = text.partition(".")
+    if len(whole) > 3:
+        head, tail = whole[:-3], whole[-3:]
+        pairs = [head[max(0, end - 2) : end] for end in range(len(head), 0, -2)]
+        whole = ",".join(reversed(pairs)) + "," + tail
+    return f"{sign}{whole}{dot}{fraction}"

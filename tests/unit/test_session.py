@@ -40,13 +40,15 @@ class Conversation:
         self.session = session or Session()
         self.now = T0
         self.count = 0
+        self.sent: list[Inbound] = []
 
     def send(
         self, text: str = "", kind: Kind = Kind.TEXT, after: float = 5.0
     ) -> Decision:
         self.count += 1
         self.now += after
-        message = Inbound(f"m-{self.count}", kind, text)
+        message = Inbound(f"m-{self.count}", kind, text, sent_at=int(self.now))
+        self.sent.append(message)
         decision = decide(self.session, message, self.course, STUDENT, self.now)
         self.session = decision.session
         return decision
@@ -245,22 +247,35 @@ def test_coming_back_after_the_inactivity_limit_expires_the_attempt(
 def test_a_redelivered_message_changes_nothing(course: Course) -> None:
     chat = started(course)
     first = chat.send("15")
-    again = decide(first.session, Inbound("m-2", Kind.TEXT, "15"), course, STUDENT, T0)
+    again = decide(first.session, chat.sent[-1], course, STUDENT, T0)
 
     assert again.is_duplicate
     assert again.session is first.session
     assert again.events == ()
 
 
-def test_a_message_older_than_the_dedupe_window_is_applied_again(
+def test_a_retry_long_after_the_window_is_still_recognised_by_its_time(
     course: Course,
 ) -> None:
     chat = started(course)
-    for _ in range(RECENT_MESSAGES):
+    first = chat.sent[0]
+    for _ in range(RECENT_MESSAGES * 3):
         chat.send("help")
-    again = decide(chat.session, Inbound("m-1", Kind.TEXT, "hi"), course, STUDENT, T0)
 
-    assert not again.is_duplicate, "the window is bounded; this documents its size"
+    again = decide(chat.session, first, course, STUDENT, chat.now + 1)
+
+    assert again.is_duplicate
+
+
+def test_new_messages_sent_within_the_same_second_are_all_applied(
+    course: Course,
+) -> None:
+    chat = started(course)
+    for _ in range(RECENT_MESSAGES * 2):
+        chat.send("help", after=0.01)
+    version = chat.session.version
+
+    assert chat.send("help", after=0.01).session.version == version + 1
 
 
 def test_a_fresh_navigator_plan_overrides_the_course_graph(course: Course) -> None:
@@ -330,19 +345,58 @@ def test_every_message_gets_a_reply_and_the_version_only_grows(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(messages, min_size=1, max_size=RECENT_MESSAGES + 10), st.data())
-def test_redelivering_any_recent_message_changes_nothing(
+@given(st.lists(messages, min_size=1, max_size=RECENT_MESSAGES * 3), st.data())
+def test_redelivering_any_earlier_message_changes_nothing(
     sequence: list[tuple[Kind, str]], data: st.DataObject
 ) -> None:
     course = parse_course(TINY_COURSE, "tiny.yaml")
     chat = Conversation(course)
-    sent = []
     for kind, text in sequence:
         chat.send(text, kind=kind)
-        sent.append(Inbound(f"m-{chat.count}", kind, text))
 
-    redelivered = data.draw(st.sampled_from(sent[-RECENT_MESSAGES:]))
+    redelivered = data.draw(st.sampled_from(chat.sent))
     decision = decide(chat.session, redelivered, course, STUDENT, chat.now + 1)
 
     assert decision.is_duplicate
     assert decision.session == chat.session
+
+
+def test_a_skipped_word_answer_is_shown_in_the_students_language(
+    course: Course,
+) -> None:
+    chat = started(course)
+    chat.send("hindi")
+    chat.send("skip")
+    chat.send("skip")
+    decision = chat.send("skip")
+
+    assert decision.reply is not None
+    assert "त्रिभुज" in decision.reply.text and "triangle" not in decision.reply.text
+
+
+def test_finishing_without_answering_gives_no_score_of_nothing(course: Course) -> None:
+    chat = started(course)
+    for _ in range(3):
+        decision = chat.send("skip")
+
+    assert decision.session.status is Status.FINISHED
+    assert decision.reply is not None and "0 of 0" not in decision.reply.text
+    assert "end of the course" in decision.reply.text
+
+
+def test_choosing_a_language_first_starts_the_course_in_it(course: Course) -> None:
+    decision = Conversation(course).send("hindi")
+
+    assert decision.session.status is Status.ACTIVE
+    assert decision.reply is not None and "7 + 8 कितना है?" in decision.reply.text
+
+
+def test_large_answers_are_shown_with_indian_grouping() -> None:
+    data = {**TINY_COURSE, "nodes": [dict(node) for node in TINY_COURSE["nodes"]]}
+    data["nodes"][0]["answer"] = {"number": 125000}
+    chat = Conversation(parse_course(data, "big.yaml"))
+    chat.send("hi")
+
+    decision = chat.send("skip")
+
+    assert decision.reply is not None and "1,25,000" in decision.reply.text
