@@ -71,6 +71,7 @@ def serve(host: str, port: int, workers: int) -> None:
     except CourseError as ex:
         raise click.ClickException(str(ex)) from None
 
+    _check_port_free(host, port)
     secret = webhook_secret(settings)
     base_url = f"http://{_url_host(host)}:{port}"
     write_server_info(settings.var_dir, ServerInfo(base_url, secret))
@@ -78,7 +79,8 @@ def serve(host: str, port: int, workers: int) -> None:
     for role, where in settings.describe().items():
         click.echo(f"  {role:9} {where}")
     click.echo(f"Webhook URL: {base_url}/webhooks/swiftchat/{secret}")
-    click.echo("Try it: tutorlane chat   (in another terminal)")
+    if settings.swiftchat_base_url is None:
+        click.echo("Try it: tutorlane chat   (in another terminal)")
 
     if workers == 1:
         import uvicorn
@@ -107,6 +109,22 @@ def serve(host: str, port: int, workers: int) -> None:
     ]  # fmt: skip
     # Replace this process, so that signals reach gunicorn directly.
     os.execv(sys.executable, command)  # noqa: S606 - a fixed argv, no shell
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Exit with a clear message if something already listens on host:port."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as ex:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port} ({ex.strerror}); is another "
+                "tutorlane serve running? Stop it or pick --port"
+            ) from None
 
 
 def _url_host(host: str) -> str:
@@ -151,6 +169,7 @@ def _input_lines() -> Iterator[str]:
         try:
             yield input("you> ")
         except EOFError:
+            click.echo()
             return
 
 
