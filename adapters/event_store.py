@@ -21,6 +21,7 @@ lock row; process recorders add a tracking table, one row per upstream applicati
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from collections import deque
@@ -853,3 +854,15 @@ class SQLAlchemyFactory(es.InfrastructureFactory[SQLAlchemyTrackingRecorder]):
         """Create the recorder's tables unless CREATE_TABLE says no."""
         if strtobool(self.env.get(self.CREATE_TABLE) or "yes"):
             recorder.create_table()
+
+
+class EventStoreSequences:
+    """The fast lane's view of the event store: a student's last sequence number."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    async def last_seq(self, student: str) -> int:
+        """Return the highest recorded sequence number of a student (0 if none)."""
+        seqs = await asyncio.to_thread(self.store.last_seqs, [student])
+        return seqs.get(student, 0)

@@ -7,12 +7,12 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from tutorlane.commands.ports import SessionStore, VersionConflict
+from tutorlane.commands.ports import RecordedSequences, SessionStore, VersionConflict
 from tutorlane.domain.course import Course
 from tutorlane.domain.messages import Inbound, Reply
-from tutorlane.domain.session import DEFAULT_INACTIVITY_SECONDS, decide
+from tutorlane.domain.session import DEFAULT_INACTIVITY_SECONDS, Session, decide
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +42,22 @@ class MessageHandler:
         pseudonymise: Callable[[str], str],
         clock: Callable[[], float] = time.time,
         inactivity_seconds: float = DEFAULT_INACTIVITY_SECONDS,
+        recorded: RecordedSequences | None = None,
     ) -> None:
         self.store = store
         self.course = course
         self.pseudonymise = pseudonymise
         self.clock = clock
         self.inactivity_seconds = inactivity_seconds
+        self.recorded = recorded
 
     async def handle(self, phone: str, message: Inbound) -> Handled:
         """Apply a message exactly once and return the reply it produced."""
         student = self.pseudonymise(phone)
         for attempt in range(MAX_CONFLICT_RETRIES):
             session = await self.store.load(student)
+            if session.version == 0:
+                session = await self._continue_recorded_log(student, session)
             decision = decide(
                 session,
                 message,
@@ -85,3 +89,22 @@ class MessageHandler:
         raise TooMuchContention(
             f"session of {student} changed {MAX_CONFLICT_RETRIES} times while we tried"
         )
+
+    async def _continue_recorded_log(self, student: str, session: Session) -> Session:
+        """Start a new session's events after those the event store already holds.
+
+        A session is new for a student never seen, and for one whose session Redis
+        lost: then the event store has their events, and reusing their sequence
+        numbers would make new events look like redeliveries of old ones.
+        """
+        if self.recorded is None:
+            return session
+        try:
+            last = await self.recorded.last_seq(student)
+        except Exception:
+            # TODO: with the event store down and a session lost, new events may
+            # reuse sequence numbers; the worker then drops them as redeliveries.
+            # Resolved by rebuilding lost sessions from the event store (issue 4).
+            logger.warning("event store unreachable; new session of %s", student)
+            return session
+        return replace(session, seq=last) if last else session

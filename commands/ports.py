@@ -49,6 +49,14 @@ class SessionStore(Protocol):
         ...
 
 
+class RecordedSequences(Protocol):
+    """What the event store already holds of a student, as the fast lane needs it."""
+
+    async def last_seq(self, student: str) -> int:
+        """Return the highest recorded sequence number of a student (0 if none)."""
+        ...
+
+
 class ReplyOutbox(Protocol):
     """Replies committed with their sessions, waiting for the SwiftChat API to take.
 

@@ -14,7 +14,10 @@ class Settings(BaseSettings):
     """Where tutorlane finds its services; every service has an embedded default."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TUTORLANE_", env_ignore_empty=True, extra="ignore"
+        env_prefix="TUTORLANE_",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
     )
 
     redis_url: str | None = Field(None, description="sessions, dedupe, outbox")
@@ -30,6 +33,11 @@ class Settings(BaseSettings):
     shards: int = Field(16, ge=1, le=1024)
     queues: int = Field(8, ge=1, le=256, description="RabbitMQ shard queues")
     quorum_queues: bool = Field(False, description="declare quorum queues")
+    bus_name: str = Field(
+        "tutorlane",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="prefix of this deployment's exchanges and queues",
+    )
     inactivity_minutes: float = Field(30.0, gt=0)
     swiftchat_rate_per_second: float = Field(1000.0, gt=0)
     anthropic_api_key: SecretStr | None = Field(

@@ -38,3 +38,22 @@ async def test_every_committed_event_reaches_sqlite_before_shutdown(
     assert sum(committed.values()) == 30 * 5, "each message here records one event"
     for student, last in committed.items():
         assert recorded[student] == list(range(1, last + 1))
+
+
+async def test_after_a_restart_a_students_new_events_continue_their_log(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(var_dir=tmp_path / "var")
+    phone = "+919700099999"
+    for run in range(2):
+        # The embedded sessions live in memory: each run starts without them.
+        runtime = await start_runtime(settings, secret="s")
+        for step, text in enumerate(["hi", "500", "hint"]):
+            message = Inbound(f"run{run}-{step}", Kind.TEXT, text, sent_at=run)
+            await runtime.handler.handle(phone, message)
+        await runtime.close()
+
+    store = open_event_store(settings.event_store_url)
+    seqs = [event.seq for event in store.read(0, 1000)]
+    store.close()
+    assert seqs == [1, 2, 3, 4, 5, 6], "nothing of the second run was dropped"
