@@ -108,6 +108,16 @@ def decode_envelope(data: bytes) -> list[bytes]:
     return [bytes(item) for item in items]
 
 
+def _check_storable(event: Event, raw: bytes) -> None:
+    """Refuse an event the event store could not keep, before it blocks a batch."""
+    if not 0 < len(event.student) <= MAX_STUDENT_CHARS:
+        raise CorruptRecord(f"student must be 1 to {MAX_STUDENT_CHARS} characters")
+    if event.seq < 1:
+        raise CorruptRecord(f"seq must be 1 or more, not {event.seq}")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise CorruptRecord(f"event of {len(raw)} bytes is over {MAX_EVENT_BYTES}")
+
+
 def event_topic(event: Event) -> str:
     """Return the event store topic of an event: its type and version."""
     return f"{event.TYPE}/v{event.VERSION}"
@@ -165,7 +175,7 @@ def outbox_entry(entry_id: str, payload: bytes) -> OutboxEntry:
             )
             for item in items
         )
-    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as ex:
+    except Exception as ex:
         problem = f"outbox entry {entry_id} unreadable: {type(ex).__name__}: {ex}"
         return OutboxEntry(entry_id, (), payload, problem)
     return OutboxEntry(entry_id, messages, payload)
@@ -180,14 +190,23 @@ def read_envelope(body: bytes) -> list[DeliveredEvent | UnreadableEvent]:
     return [_delivered(raw) for raw in raw_events]
 
 
+MAX_EVENT_BYTES = 64 * 1024
+MAX_STUDENT_CHARS = 64
+
+
 def _delivered(raw: bytes) -> DeliveredEvent | UnreadableEvent:
     try:
         fields = _json_decoder.decode(raw)
         if not isinstance(fields, dict):
             raise CorruptRecord("event is not a JSON object")
         event = event_from_dict(fields)
+        _check_storable(event, raw)
     except (CorruptRecord, msgspec.DecodeError) as ex:
         return UnreadableEvent(raw, str(ex))
+    except Exception as ex:
+        # NOTE: anything else wrong with one event must park it, never stall the
+        # worker on a message it can neither record nor settle.
+        return UnreadableEvent(raw, f"event unreadable: {type(ex).__name__}: {ex}")
     # NOTE: stored as it came, under the version it was written with; reading it
     # back upcasts it again, so the log never changes.
     topic = f"{event.TYPE}/v{fields.get('v', 1)}"

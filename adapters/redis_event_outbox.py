@@ -52,7 +52,8 @@ class RedisEventOutbox:
             return []
         rows = cast(list[tuple[bytes, dict[bytes, bytes]]], response[0][1])
         return [
-            outbox_entry(entry_id.decode(), fields[b"e"])
+            # A missing payload reads as an unreadable entry, parked by the relay.
+            outbox_entry(entry_id.decode(), fields.get(b"e", b""))
             for entry_id, fields in rows
             if fields  # NOTE: a pending entry deleted meanwhile comes back empty
         ]

@@ -29,6 +29,10 @@ from tutorlane.commands.ports import (
 logger = logging.getLogger(__name__)
 
 HOLD_SECONDS = 30.0
+# An event still waiting for an earlier one after this long will not see it: the
+# earlier event was lost or never existed (a forged or corrupted message). It is
+# parked on the dead-letter queue rather than cycled through the bus forever.
+GIVE_UP_ON_GAP_SECONDS = 600.0
 
 
 @dataclass(eq=False)
@@ -78,12 +82,16 @@ class EventRecorder:
         dead_letters: EventPublisher,
         clock: Callable[[], float] = time.monotonic,
         hold_seconds: float = HOLD_SECONDS,
+        give_up_on_gap_seconds: float = GIVE_UP_ON_GAP_SECONDS,
     ) -> None:
         self.log = log
         self.dead_letters = dead_letters
         self.clock = clock
         self.hold_seconds = hold_seconds
+        self.give_up_on_gap_seconds = give_up_on_gap_seconds
         self._held: dict[str, dict[int, _Pending]] = defaultdict(dict)
+        # When each event still waiting for a gap was first seen, across redeliveries.
+        self._waiting_since: dict[tuple[str, int], float] = {}
         self.recorded = 0
 
     @property
@@ -118,6 +126,7 @@ class EventRecorder:
                     self._held[item.event.student][item.event.seq] = item
                 raise
         for item in (*ready, *redelivered):
+            self._waiting_since.pop((item.event.student, item.event.seq), None)
             await item.message.done()
 
         outcome.recorded = len(ready)
@@ -149,6 +158,7 @@ class EventRecorder:
                 await message.done()
                 continue
             held[part.seq] = _Pending(part, message)
+            self._waiting_since.setdefault((part.student, part.seq), now)
 
     def _take_runs(
         self,
@@ -174,29 +184,42 @@ class EventRecorder:
         # this worker (it may sit with another consumer after a failover). Its whole
         # message goes back to the bus to be delivered again; the events of it that
         # were recorded meanwhile come back as duplicates and are dropped then.
-        stale = {
-            item.message
-            for held in self._held.values()
-            for item in held.values()
-            if now - item.message.received >= self.hold_seconds
-        }
-        if not stale:
-            return
-        for student in list(self._held):
-            held = self._held[student]
-            for seq in [s for s, item in held.items() if item.message in stale]:
+        stale: dict[_Message, list[_Pending]] = defaultdict(list)
+        for held in self._held.values():
+            for item in held.values():
+                if now - item.message.received >= self.hold_seconds:
+                    stale[item.message].append(item)
+        for message, items in stale.items():
+            for item in items:
+                del self._held[item.event.student][item.event.seq]
+                if not self._held[item.event.student]:
+                    del self._held[item.event.student]
+            if all(self._gave_up_on(item, now) for item in items):
+                for item in items:
+                    await self._park_unfillable(item, now)
+            else:
                 logger.warning(
-                    "event seq=%d of student=%s waited %.0fs for an earlier one; "
-                    "giving its message back to the bus",
-                    seq,
-                    student,
-                    now - held[seq].message.received,
+                    "%d events waited %.0fs for earlier ones; giving their message "
+                    "back to the bus",
+                    len(items),
+                    now - message.received,
                 )
-                del held[seq]
-            if not held:
-                del self._held[student]
-        for message in stale:
-            await message.give_back()
+                await message.give_back()
+
+    def _gave_up_on(self, item: _Pending, now: float) -> bool:
+        key = (item.event.student, item.event.seq)
+        return now - self._waiting_since.get(key, now) >= self.give_up_on_gap_seconds
+
+    async def _park_unfillable(self, item: _Pending, now: float) -> None:
+        key = (item.event.student, item.event.seq)
+        waited = now - self._waiting_since.pop(key, now)
+        reason = (
+            f"seq {item.event.seq} of student {item.event.student} waited "
+            f"{waited:.0f}s for an earlier event that never came"
+        )
+        logger.error("dead-lettering: %s", reason)
+        await self.dead_letters.dead_letter(item.event.body, reason)
+        await item.message.done()
 
     async def release_all(self) -> None:
         """Give every message still held back to the bus (on shutdown)."""

@@ -155,10 +155,10 @@ def upcast(type_name: str, version: int, fields: dict[str, Any]) -> dict[str, An
     event_type = EVENT_TYPES.get(type_name)
     if event_type is None:
         raise UnknownEvent(f"unknown event type {type_name!r}")
-    if version > event_type.VERSION:
+    if version < 1 or version > event_type.VERSION:
         raise UnknownEvent(
-            f"{type_name} version {version} is newer than this code's "
-            f"{event_type.VERSION}; upgrade tutorlane before reading it"
+            f"{type_name} version {version} is not between 1 and this code's "
+            f"{event_type.VERSION}; upgrade tutorlane before reading a newer one"
         )
     while version < event_type.VERSION:
         fields = UPCASTERS[(type_name, version)](fields)

@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tutorlane.adapters.codecs import decode_events
+from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
 from tutorlane.commands.handle_message import MessageHandler
 from tutorlane.commands.ports import VersionConflict
@@ -159,3 +160,15 @@ async def test_an_unreadable_reply_is_set_aside_and_the_others_still_swept(
     assert await redis_client.xlen(store.replies_key(shard)) == 1
     dead: Any = await redis_client.xrange(f"tl:{{s{shard:02d}}}:r-dead")
     assert dead[0][1][b"r"] == b"garbage"
+
+
+async def test_an_event_outbox_entry_without_its_payload_reads_as_unreadable(
+    redis_client: Redis,
+) -> None:
+    outbox = RedisEventOutbox(redis_client, shards=1)
+    await outbox.ensure_groups()
+    await redis_client.xadd(outbox.key(0), {"s": "x"})
+
+    (entry,) = await outbox.read(0, "me", 10, 0, pending=False)
+
+    assert entry.messages == () and entry.problem is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import pytest
@@ -196,3 +197,50 @@ async def test_nothing_is_settled_while_the_store_fails_and_all_is_kept_for_a_re
     await recorder.record([])
 
     assert log.seqs("a") == [1, 2] and delivery.acked
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"student": "L" * 300}, "student must be 1 to 64 characters"),
+        ({"seq": 0}, "seq must be 1 or more"),
+        ({"v": 0}, "version 0 is not between 1"),
+        ({"answer": "x" * 70_000}, "over 65536"),
+    ],
+)
+async def test_an_event_the_store_could_not_keep_is_parked_not_retried(
+    recorder: EventRecorder,
+    log: FakeEventLog,
+    dead: FakeDeadLetters,
+    change: dict[str, object],
+    says: str,
+) -> None:
+    fields = json.loads(event("bad", 1))
+    fields.update(change)
+    if "answer" in change:
+        fields["type"], fields["v"] = "AnswerSubmitted", 2
+        fields.update(node="n", skill="k", correct=True, attempt=1, seconds_taken=1.0)
+    delivery = FakeDelivery(json.dumps(fields).encode(), event("good", 1))
+
+    await recorder.record([delivery])
+
+    assert log.seqs("good") == [1] and delivery.acked
+    assert says in dead.parked[0][1]
+
+
+async def test_an_event_whose_gap_never_fills_is_parked_in_the_end(
+    recorder: EventRecorder, log: FakeEventLog, dead: FakeDeadLetters, clock: Clock
+) -> None:
+    recorder.give_up_on_gap_seconds = 600
+    for attempt in range(30):
+        delivery = FakeDelivery(event("a", 5))
+        clock.now = attempt * 31
+        await recorder.record([delivery])
+        clock.now += 31
+        await recorder.record([])
+        if delivery.acked:
+            break
+        assert delivery.given_back
+
+    assert delivery.acked and log.seqs("a") == []
+    assert "waited" in dead.parked[0][1] and "never came" in dead.parked[0][1]
