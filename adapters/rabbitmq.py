@@ -1,10 +1,10 @@
 """RabbitMQ (aio-pika): the durable, sharded bus between the relay and the workers.
 
-Topology: a direct exchange `tutorlane.events` routes each event to one of N durable
-queues `tutorlane.events.NN` by student, so one student's events stay in one queue;
+Topology: a direct exchange `NAME.events` routes each event to one of N durable
+queues `NAME.events.NN` by student, so one student's events stay in one queue;
 each queue has a single active consumer, so they are also processed in order. A bus
 message carries up to ENVELOPE events of one queue, in their order. Queues
-dead-letter into `tutorlane.dead`, where the worker also parks poison messages with
+dead-letter into `NAME.dead`, where the worker also parks poison messages with
 the reason in the `x-tutorlane-reason` header.
 """
 
@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -21,15 +22,14 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustConnection,
 )
 
 from tutorlane.adapters.codecs import encode_envelope, read_envelope
 from tutorlane.commands.ports import BusMessage
 
-EXCHANGE = "tutorlane.events"
-DEAD_EXCHANGE = "tutorlane.dead"
-DEAD_QUEUE = "tutorlane.dead"
+DEFAULT_NAME = "tutorlane"
 DEFAULT_QUEUES = 8
 ENVELOPE = 1000
 
@@ -40,46 +40,77 @@ def queue_of(student: str, queues: int) -> int:
     return int.from_bytes(digest, "big") % queues
 
 
-def queue_name(index: int) -> str:
-    """Return the name of one shard queue."""
-    return f"{EXCHANGE}.{index:02d}"
+@dataclass(frozen=True)
+class Topology:
+    """A deployment's exchanges and queues, all named after it.
 
+    Two deployments (or a test run) on one broker never share a queue as long as
+    their names differ.
+    """
 
-async def declare_topology(
-    channel: AbstractChannel, queues: int, quorum: bool = False
-) -> AbstractExchange:
-    """Declare exchanges and queues (idempotent); return the events exchange."""
-    dead = await channel.declare_exchange(
-        DEAD_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
-    )
-    kind: dict[str, Any] = {"x-queue-type": "quorum"} if quorum else {}
-    dead_queue = await channel.declare_queue(DEAD_QUEUE, durable=True, arguments=kind)
-    await dead_queue.bind(dead)
+    name: str = DEFAULT_NAME
+    queues: int = DEFAULT_QUEUES
+    quorum: bool = False
 
-    exchange = await channel.declare_exchange(
-        EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
-    )
-    for index in range(queues):
-        queue = await channel.declare_queue(
-            queue_name(index),
-            durable=True,
-            arguments={
-                "x-single-active-consumer": True,
-                "x-dead-letter-exchange": DEAD_EXCHANGE,
-                **kind,
-            },
+    @property
+    def exchange(self) -> str:
+        """Return the name of the events exchange."""
+        return f"{self.name}.events"
+
+    @property
+    def dead(self) -> str:
+        """Return the name of the dead-letter exchange and of its queue."""
+        return f"{self.name}.dead"
+
+    def queue_name(self, index: int) -> str:
+        """Return the name of one shard queue."""
+        return f"{self.exchange}.{index:02d}"
+
+    async def declare(
+        self, channel: AbstractChannel
+    ) -> tuple[AbstractExchange, list[AbstractQueue]]:
+        """Declare exchanges and queues (idempotent); return exchange and queues."""
+        dead = await channel.declare_exchange(
+            self.dead, aio_pika.ExchangeType.FANOUT, durable=True
         )
-        await queue.bind(exchange, routing_key=f"{index:02d}")
-    return exchange
+        kind: dict[str, Any] = {"x-queue-type": "quorum"} if self.quorum else {}
+        dead_queue = await channel.declare_queue(
+            self.dead, durable=True, arguments=kind
+        )
+        await dead_queue.bind(dead)
+
+        exchange = await channel.declare_exchange(
+            self.exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        queues = []
+        for index in range(self.queues):
+            queue = await channel.declare_queue(
+                self.queue_name(index),
+                durable=True,
+                arguments={
+                    "x-single-active-consumer": True,
+                    "x-dead-letter-exchange": self.dead,
+                    **kind,
+                },
+            )
+            await queue.bind(exchange, routing_key=f"{index:02d}")
+            queues.append(queue)
+        return exchange, queues
+
+    async def delete(self, channel: AbstractChannel) -> None:
+        """Delete every queue and exchange of this deployment (tests, benches)."""
+        for name in [self.queue_name(i) for i in range(self.queues)] + [self.dead]:
+            await channel.queue_delete(name)
+        for name in (self.exchange, self.dead):
+            await channel.exchange_delete(name)
 
 
 class RabbitMQPublisher:
     """Publishes events persistently and waits for the broker's confirms."""
 
-    def __init__(self, url: str, queues: int = DEFAULT_QUEUES, quorum: bool = False):
+    def __init__(self, url: str, topology: Topology) -> None:
         self.url = url
-        self.queues = queues
-        self.quorum = quorum
+        self.topology = topology
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._dead: AbstractExchange | None = None
@@ -88,8 +119,8 @@ class RabbitMQPublisher:
         if self._exchange is None or self._dead is None or self._connection is None:
             self._connection = await aio_pika.connect_robust(self.url, timeout=5)
             channel = await self._connection.channel(publisher_confirms=True)
-            self._exchange = await declare_topology(channel, self.queues, self.quorum)
-            self._dead = await channel.get_exchange(DEAD_EXCHANGE)
+            self._exchange, _ = await self.topology.declare(channel)
+            self._dead = await channel.get_exchange(self.topology.dead)
         return self._exchange, self._dead
 
     async def publish(self, messages: Sequence[BusMessage]) -> None:
@@ -101,7 +132,7 @@ class RabbitMQPublisher:
         # confirms are awaited together: one round trip's wait for the whole batch.
         confirms = [
             exchange.publish(_envelope(bodies), f"{queue:02d}")
-            for queue, bodies in envelopes(messages, self.queues)
+            for queue, bodies in envelopes(messages, self.topology.queues)
         ]
         await asyncio.gather(*confirms)
 
@@ -167,16 +198,9 @@ class RabbitMQDelivery:
 class RabbitMQConsumer:
     """Consumes every shard queue and hands deliveries to a callback."""
 
-    def __init__(
-        self,
-        url: str,
-        queues: int = DEFAULT_QUEUES,
-        quorum: bool = False,
-        prefetch: int = 2000,
-    ) -> None:
+    def __init__(self, url: str, topology: Topology, prefetch: int = 2000) -> None:
         self.url = url
-        self.queues = queues
-        self.quorum = quorum
+        self.topology = topology
         self.prefetch = prefetch
         self._connection: AbstractRobustConnection | None = None
 
@@ -187,13 +211,14 @@ class RabbitMQConsumer:
         self._connection = await aio_pika.connect_robust(self.url, timeout=5)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
-        await declare_topology(channel, self.queues, self.quorum)
+        # NOTE: consuming the queues this robust channel declared lets aio-pika
+        # declare and consume them again if the broker cancels us (a queue deleted).
+        _, queues = await self.topology.declare(channel)
 
         async def deliver(message: AbstractIncomingMessage) -> None:
             await on_delivery(RabbitMQDelivery(message))
 
-        for index in range(self.queues):
-            queue = await channel.get_queue(queue_name(index), ensure=False)
+        for queue in queues:
             await queue.consume(deliver)
 
     async def close(self) -> None:

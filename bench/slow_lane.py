@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from tutorlane.adapters.codecs import encode_events
 from tutorlane.adapters.event_store import open_event_store
-from tutorlane.adapters.rabbitmq import DEAD_QUEUE, EXCHANGE, queue_name
+from tutorlane.adapters.rabbitmq import Topology
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
 from tutorlane.domain.events import AnswerSubmitted, event_id_for
 
@@ -40,6 +40,7 @@ SERVER_URL = os.environ.get(
 )
 DATABASE_URL = f"{SERVER_URL}/tutorlane_bench?charset=utf8mb4"
 QUEUES = 8
+TOPOLOGY = Topology("tutorlane-bench", QUEUES)
 
 
 def report(figure: str, value: float, unit: str, **context: object) -> None:
@@ -55,10 +56,7 @@ def reset_services() -> None:
     async def delete_queues() -> None:
         connection = await aio_pika.connect(AMQP_URL)
         async with connection:
-            channel = await connection.channel()
-            for name in [queue_name(i) for i in range(QUEUES)] + [DEAD_QUEUE]:
-                await channel.queue_delete(name)
-            await channel.exchange_delete(EXCHANGE)
+            await TOPOLOGY.delete(await connection.channel())
 
     asyncio.run(delete_queues())
     engine = sa.create_engine(SERVER_URL)
@@ -108,6 +106,7 @@ def start(command: str, log: Path) -> subprocess.Popen[bytes]:
         "TUTORLANE_AMQP_URL": AMQP_URL,
         "TUTORLANE_DATABASE_URL": DATABASE_URL,
         "TUTORLANE_QUEUES": str(QUEUES),
+        "TUTORLANE_BUS_NAME": TOPOLOGY.name,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "tutorlane", command],

@@ -13,7 +13,11 @@ from redis.asyncio import Redis
 
 from tutorlane.adapters.event_store import EventStore, open_event_store
 from tutorlane.adapters.memory_bus import InProcessBus
-from tutorlane.adapters.rabbitmq import RabbitMQConsumer, RabbitMQPublisher
+from tutorlane.adapters.rabbitmq import (
+    RabbitMQConsumer,
+    RabbitMQPublisher,
+    Topology,
+)
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.commands.ports import EventPublisher
 from tutorlane.commands.record_events import EventRecorder
@@ -22,6 +26,11 @@ from tutorlane.entrypoints.settings import Settings
 from tutorlane.entrypoints.worker import Batcher
 
 logger = logging.getLogger(__name__)
+
+
+def topology(settings: Settings) -> Topology:
+    """Return this deployment's exchanges and queues on RabbitMQ."""
+    return Topology(settings.bus_name, settings.queues, settings.quorum_queues)
 
 
 def consumer_name() -> str:
@@ -96,9 +105,7 @@ async def run_relay(settings: Settings, batch: int, stop: asyncio.Event) -> None
     redis = Redis.from_url(settings.redis_url, socket_timeout=10.0)
     outbox = RedisEventOutbox(redis, settings.shards)
     await outbox.ensure_groups()
-    publisher = RabbitMQPublisher(
-        settings.amqp_url, settings.queues, settings.quorum_queues
-    )
+    publisher = RabbitMQPublisher(settings.amqp_url, topology(settings))
     relay = EventRelay(outbox, publisher, consumer_name(), batch=batch)
     logger.info(
         "relay started: %d outbox shards -> %d queues", settings.shards, settings.queues
@@ -117,13 +124,11 @@ async def run_worker(
     assert settings.amqp_url
     store = await open_store(settings)
     dead_letters: EventPublisher = RabbitMQPublisher(
-        settings.amqp_url, settings.queues, settings.quorum_queues
+        settings.amqp_url, topology(settings)
     )
     recorder = EventRecorder(store, dead_letters)
     batcher = Batcher(recorder, max_batch=batch)
-    consumer = RabbitMQConsumer(
-        settings.amqp_url, settings.queues, settings.quorum_queues, prefetch
-    )
+    consumer = RabbitMQConsumer(settings.amqp_url, topology(settings), prefetch)
     await consumer.start(batcher.on_delivery)
     logger.info(
         "worker started: %d queues -> %s",

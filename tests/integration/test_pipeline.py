@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 
 from tutorlane.adapters.event_store import open_event_store
 from tutorlane.adapters.pseudonyms import Pseudonymiser
-from tutorlane.adapters.rabbitmq import DEAD_QUEUE, EXCHANGE, queue_name
+from tutorlane.adapters.rabbitmq import Topology
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.adapters.redis_sessions import RedisSessionStore
 from tutorlane.tests.processes import Process, free_port, http_up, wait_for
@@ -43,13 +44,14 @@ def with_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# A name of its own keeps the test off any deployment's queues on the same broker.
+TOPOLOGY = Topology(f"tutorlane-test-{os.getpid()}", QUEUES)
+
+
 async def _delete_queues(url: str) -> None:
     connection = await aio_pika.connect(url)
     async with connection:
-        channel = await connection.channel()
-        for name in [queue_name(i) for i in range(QUEUES)] + [DEAD_QUEUE]:
-            await channel.queue_delete(name)
-        await channel.exchange_delete(EXCHANGE)
+        await TOPOLOGY.delete(await connection.channel())
 
 
 class Pipeline:
@@ -66,6 +68,7 @@ class Pipeline:
             "TUTORLANE_WEBHOOK_SECRET": SECRET,
             "TUTORLANE_PSEUDONYM_KEY": PSEUDONYM_KEY,
             "TUTORLANE_QUEUES": str(QUEUES),
+            "TUTORLANE_BUS_NAME": TOPOLOGY.name,
             "TUTORLANE_VAR": str(tmp / "var"),
         }
         self.amqp_proxy = TcpProxy("127.0.0.1", urlsplit(amqp_url).port or 5672)
@@ -199,6 +202,7 @@ def pipeline(
     running.start()
     yield running
     running.stop()
+    asyncio.run(_delete_queues(rabbitmq_url))
 
 
 def test_every_answer_reaches_the_event_store_once_in_order(pipeline: Pipeline) -> None:
