@@ -210,4 +210,4 @@ def _delivered(raw: bytes) -> DeliveredEvent | UnreadableEvent:
     # NOTE: stored as it came, under the version it was written with; reading it
     # back upcasts it again, so the log never changes.
     topic = f"{event.TYPE}/v{fields.get('v', 1)}"
-    return DeliveredEvent(event.student, event.seq, topic, raw)
+    return DeliveredEvent(event.student, event.seq, topic, raw, event.event_id)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import uuid
 from collections import deque
 from collections.abc import Collection, Iterator, Sequence
@@ -136,6 +137,25 @@ class EventStore:
             student: highest.get(originator_id, 0)
             for originator_id, student in student_of.items()
         }
+
+    def event_ids(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """Return the event id recorded under each (student, seq) that has one."""
+        table = self.recorder.events_table
+        found: dict[tuple[str, int], str] = {}
+        wanted = [(originator_id_of(student), seq) for student, seq in keys]
+        with self.recorder.datastore.reading() as connection:
+            for start in range(0, len(wanted), MAX_IN_LIST):
+                pairs = wanted[start : start + MAX_IN_LIST]
+                statement = sa.select(
+                    table.c.originator_name, table.c.originator_version, table.c.state
+                ).where(
+                    sa.tuple_(table.c.originator_id, table.c.originator_version).in_(
+                        pairs
+                    )
+                )
+                for student, seq, state in connection.execute(statement):
+                    found[(student, int(seq))] = _event_id_in(state)
+        return found
 
     def read(self, after_notification_id: int, limit: int) -> list[RecordedEvent]:
         """Return up to `limit` events with ids above `after_notification_id`, in order.
@@ -866,3 +886,11 @@ class EventStoreSequences:
         """Return the highest recorded sequence number of a student (0 if none)."""
         seqs = await asyncio.to_thread(self.store.last_seqs, [student])
         return seqs.get(student, 0)
+
+
+def _event_id_in(state: bytes) -> str:
+    try:
+        fields = json.loads(state)
+    except ValueError:
+        return ""
+    return str(fields.get("event_id", "")) if isinstance(fields, dict) else ""

@@ -103,8 +103,10 @@ class MessageHandler:
             last = await self.recorded.last_seq(student)
         except Exception:
             # TODO: with the event store down and a session lost, new events may
-            # reuse sequence numbers; the worker then drops them as redeliveries.
-            # Resolved by rebuilding lost sessions from the event store (issue 4).
+            # reuse sequence numbers; the worker parks them on the dead-letter queue
+            # (another event id under a recorded seq) for an operator to replay.
+            # Resolved by rebuilding lost sessions from the event store, which
+            # needs the projections of issue 4.
             logger.warning("event store unreachable; new session of %s", student)
             return session
         return replace(session, seq=last) if last else session

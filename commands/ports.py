@@ -159,6 +159,7 @@ class DeliveredEvent:
     seq: int
     topic: str
     body: bytes
+    event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,4 +203,8 @@ class EventLog(Protocol):
 
     def append(self, records: Sequence[NewRecord]) -> None:
         """Record all of them in one transaction, or none."""
+        ...
+
+    def event_ids(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """Return the event id recorded under each (student, seq) that has one."""
         ...

@@ -125,16 +125,46 @@ class EventRecorder:
                 for item in (*ready, *redelivered):
                     self._held[item.event.student][item.event.seq] = item
                 raise
+        conflicting = await self._conflicting(redelivered)
         for item in (*ready, *redelivered):
             self._waiting_since.pop((item.event.student, item.event.seq), None)
-            await item.message.done()
+            if item in conflicting:
+                await self._park(item, conflicting[item])
+            else:
+                await item.message.done()
 
         outcome.recorded = len(ready)
-        outcome.duplicates += len(redelivered)
+        outcome.duplicates += len(redelivered) - len(conflicting)
+        outcome.dead += len(conflicting)
         self.recorded += len(ready)
         await self._give_back_stale(now)
         outcome.held = self.held
         return outcome
+
+    async def _conflicting(self, redelivered: list[_Pending]) -> dict[_Pending, str]:
+        """Find "redeliveries" that are in fact other events under a known seq.
+
+        That happens only when a student's session was lost and rebuilt without the
+        event store: the new events reused old sequence numbers. They are parked
+        with the reason rather than dropped as duplicates.
+        """
+        if not redelivered:
+            return {}
+        keys = [(item.event.student, item.event.seq) for item in redelivered]
+        recorded = await asyncio.to_thread(self.log.event_ids, keys)
+        conflicting = {}
+        for item, key in zip(redelivered, keys, strict=True):
+            if recorded.get(key, item.event.event_id) != item.event.event_id:
+                conflicting[item] = (
+                    f"seq {key[1]} of student {key[0]} already holds another event "
+                    f"({recorded[key]}); this one is {item.event.event_id}"
+                )
+        return conflicting
+
+    async def _park(self, item: _Pending, reason: str) -> None:
+        logger.error("dead-lettering: %s", reason)
+        await self.dead_letters.dead_letter(item.event.body, reason)
+        await item.message.done()
 
     async def _take(
         self, delivery: Delivery, now: float, outcome: BatchOutcome
@@ -217,9 +247,7 @@ class EventRecorder:
             f"seq {item.event.seq} of student {item.event.student} waited "
             f"{waited:.0f}s for an earlier event that never came"
         )
-        logger.error("dead-lettering: %s", reason)
-        await self.dead_letters.dead_letter(item.event.body, reason)
-        await item.message.done()
+        await self._park(item, reason)
 
     async def release_all(self) -> None:
         """Give every message still held back to the bus (on shutdown)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -334,3 +335,15 @@ def test_a_follower_sees_every_event_of_concurrent_writers_once(
 
     assert not errors, errors
     assert len(seen) == len({e.student for e in seen}) == writers * batches * batch_size
+
+
+def test_event_ids_are_read_back_by_student_and_seq(store: EventStore) -> None:
+    def with_id(student: str, seq: int) -> NewRecord:
+        state = json.dumps({"event_id": f"{student}-{seq}"}).encode()
+        return NewRecord(student, seq, "HintGiven/v1", state)
+
+    store.append([with_id("ana", 1), with_id("ana", 2), with_id("bo", 1)])
+
+    found = store.event_ids([("ana", 2), ("bo", 1), ("bo", 7)])
+
+    assert found == {("ana", 2): "ana-2", ("bo", 1): "bo-1"}

@@ -31,6 +31,12 @@ class FakeEventLog:
             raise ConnectionError("database away")
         self.records.extend(records)
 
+    def event_ids(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        ids = {
+            (r.student, r.seq): json.loads(r.state)["event_id"] for r in self.records
+        }
+        return {key: ids[key] for key in keys if key in ids}
+
     def seqs(self, student: str) -> list[int]:
         return [r.seq for r in self.records if r.student == student]
 
@@ -63,13 +69,14 @@ class FakeDelivery:
         self.given_back = True
 
 
-def event(student: str, seq: int) -> bytes:
+def event(student: str, seq: int, message_id: str = "") -> bytes:
+    message_id = message_id or f"m{seq}"
     return event_to_json(
         HintGiven(
-            event_id=event_id_for(student, f"m{seq}", seq),
+            event_id=event_id_for(student, message_id, seq),
             student=student,
             seq=seq,
-            message_id=f"m{seq}",
+            message_id=message_id,
             occurred_at=1.0,
             course="c",
             node="n",
@@ -244,3 +251,15 @@ async def test_an_event_whose_gap_never_fills_is_parked_in_the_end(
 
     assert delivery.acked and log.seqs("a") == []
     assert "waited" in dead.parked[0][1] and "never came" in dead.parked[0][1]
+
+
+async def test_another_event_under_a_recorded_seq_is_parked_not_dropped(
+    recorder: EventRecorder, log: FakeEventLog, dead: FakeDeadLetters
+) -> None:
+    await recorder.record([FakeDelivery(event("a", 1))])
+    reused = FakeDelivery(event("a", 1, message_id="after-a-lost-session"))
+
+    outcome = await recorder.record([reused])
+
+    assert reused.acked and log.seqs("a") == [1] and outcome.dead == 1
+    assert "already holds another event" in dead.parked[0][1]
