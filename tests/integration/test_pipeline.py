@@ -192,17 +192,27 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     redis.Redis.from_url(redis_url).flushdb()
     asyncio.run(_delete_queues(rabbitmq_url))
-    engine = sa.create_engine(mariadb_url)
-    with engine.begin() as connection:
-        for table in ("stored_events", "stored_events_lock"):
-            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-    engine.dispose()
+    # A database of its own: another test run on the same server cannot mix in.
+    server = sa.create_engine(sa.make_url(mariadb_url).set(database=""))
+    database = f"tutorlane_test_{os.getpid()}"
+    with server.begin() as connection:
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
+        connection.execute(sa.text(f"CREATE DATABASE {database}"))
+    database_url = sa.make_url(mariadb_url).set(database=database)
 
-    running = Pipeline(tmp_path, redis_url, rabbitmq_url, mariadb_url)
+    running = Pipeline(
+        tmp_path,
+        redis_url,
+        rabbitmq_url,
+        database_url.render_as_string(hide_password=False),
+    )
     running.start()
     yield running
     running.stop()
     asyncio.run(_delete_queues(rabbitmq_url))
+    with server.begin() as connection:
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
+    server.dispose()
 
 
 def test_every_answer_reaches_the_event_store_once_in_order(pipeline: Pipeline) -> None:
