@@ -57,6 +57,10 @@ class ReplyDelivery:
 
     def dispatch(self, student: str, entry_id: str, to: str, reply: Reply) -> None:
         """Send a just-committed reply in the background."""
+        # TODO: two messages of one student handled within milliseconds (by two
+        # workers, or with a slow first send) can have their replies reach SwiftChat
+        # in the other order. Resolved by sending each shard's replies in outbox
+        # order from one sender, at the cost of the immediate send's latency.
         task = asyncio.create_task(self.deliver(student, entry_id, to, reply))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
