@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from tutorlane.entrypoints.chat import ServerInfo
     from tutorlane.entrypoints.settings import Settings
 
 
@@ -173,12 +174,11 @@ def _input_lines() -> Iterator[str]:
             return
 
 
-async def _chat_remote(info: object, phone: str) -> None:
+async def _chat_remote(info: ServerInfo, phone: str) -> None:
     import httpx
 
-    from tutorlane.entrypoints.chat import ServerInfo, run_chat
+    from tutorlane.entrypoints.chat import run_chat
 
-    assert isinstance(info, ServerInfo)
     async with httpx.AsyncClient(base_url=info.base_url, timeout=15.0) as http:
         await run_chat(http, info, phone, _input_lines())
 
