@@ -80,8 +80,8 @@ WELCOME_BACK = _t("Welcome back! Let's continue.", "फिर से स्व�
 HELP = _t(
     "Commands: start (begin again), hint (a clue), skip (next question), "
     "stop (pause), hindi / english (language).",
-    "कमांड: start (फिर से शुरू), hint (संकेत), skip (अगला सवाल), "
-    "stop (रुकें), hindi / english (भाषा)।",
+    "कमांड: start या शुरू (फिर से शुरू), hint या संकेत, skip या छोड़ो (अगला सवाल), "
+    "stop या रुको (रुकें), मदद (सहायता), hindi / english (भाषा)।",
 )
 NO_MORE_HINTS = _t(
     "No more hints for this one. Give it your best try!",

@@ -299,7 +299,7 @@ class _Turn:
         self.record(HintGiven, node=node.id, skill=node.skill, hint_number=number)
         self.session = replace(self.session, hints=number)
         self.lines.append(node.hints[number - 1].in_language(self.language))
-        self.buttons = node.buttons
+        self.ask_current()
 
     def answer(self, node: Node, text: str) -> None:
         if isinstance(node.answer, NumberAnswer) and not read_numbers(text):
