@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,52 +11,11 @@ import httpx
 import pytest
 import redis
 
+from tutorlane.tests.processes import Process, free_port, http_up
+
 SECRET = "e2e-secret-0123456789"
 BOT_ID = "bot-e2e"
 API_KEY = "key-e2e"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(
-    url: str, process: subprocess.Popen[bytes], seconds: float = 20
-) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"server exited early:\n{output}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up within {seconds}s")
-
-
-def start(args: list[str], env: dict[str, str], health: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tutorlane", *args],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    wait_until_up(health, process)
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @dataclass
@@ -89,15 +44,13 @@ class Imitation:
 
 
 @pytest.fixture(scope="session")
-def imitation() -> Iterator[Imitation]:
+def imitation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imitation]:
     port = free_port()
-    process = start(
-        ["dev", "swiftchat-imitation", "--port", str(port)],
-        {},
-        f"http://127.0.0.1:{port}/_sent",
-    )
+    log = tmp_path_factory.mktemp("imitation") / "imitation.log"
+    process = Process(["dev", "swiftchat-imitation", "--port", str(port)], {}, log)
+    process.start().wait_until(http_up(f"http://127.0.0.1:{port}/_sent"))
     yield Imitation(f"http://127.0.0.1:{port}")
-    stop(process)
+    process.stop()
 
 
 @dataclass
@@ -114,7 +67,9 @@ class Server:
 
 @pytest.fixture(scope="module", params=["embedded", "redis"])
 def server(
-    request: pytest.FixtureRequest, imitation: Imitation, tmp_path_factory: Any
+    request: pytest.FixtureRequest,
+    imitation: Imitation,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Server]:
     env = {
         "TUTORLANE_WEBHOOK_SECRET": SECRET,
@@ -128,8 +83,8 @@ def server(
         redis.Redis.from_url(url).flushdb()
         env["TUTORLANE_REDIS_URL"] = url
     port = free_port()
-    process = start(
-        ["serve", "--port", str(port)], env, f"http://127.0.0.1:{port}/healthz"
-    )
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    process = Process(["serve", "--port", str(port)], env, log)
+    process.start().wait_until(http_up(f"http://127.0.0.1:{port}/healthz"))
     yield Server(f"http://127.0.0.1:{port}", request.param)
-    stop(process)
+    process.stop()
