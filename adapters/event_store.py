@@ -157,8 +157,12 @@ class EventStore:
                     found[(student, int(seq))] = _event_id_in(state)
         return found
 
-    def read(self, after_notification_id: int, limit: int) -> list[RecordedEvent]:
+    def read(
+        self, after_notification_id: int, limit: int, up_to: int | None = None
+    ) -> list[RecordedEvent]:
         """Return up to `limit` events with ids above `after_notification_id`, in order.
+
+        With `up_to`, no event with a higher id than that is returned.
 
         Ids have gaps (an insert rolled back on MariaDB uses its ids up), but no event
         ever appears below an id already returned: pass the last id read as
@@ -179,6 +183,8 @@ class EventStore:
             .order_by(table.c.id)
             .limit(limit)
         )
+        if up_to is not None:
+            statement = statement.where(table.c.id <= up_to)
         with self.recorder.datastore.reading() as connection:
             rows = connection.execute(statement).all()
         return [_recorded_event(*row) for row in rows]
@@ -187,9 +193,14 @@ class EventStore:
         """Return the id of the last event recorded, 0 when there is none."""
         return self.recorder.max_notification_id() or 0
 
-    def count(self) -> int:
-        """Return how many events are stored (a scan of the table's primary key)."""
-        statement = sa.select(sa.func.count()).select_from(self.recorder.events_table)
+    def count(self, after: int = 0, up_to: int | None = None) -> int:
+        """Return how many events are stored with ids in (after, up_to]."""
+        table = self.recorder.events_table
+        statement = sa.select(sa.func.count()).select_from(table)
+        if after:
+            statement = statement.where(table.c.id > after)
+        if up_to is not None:
+            statement = statement.where(table.c.id <= up_to)
         with self.recorder.datastore.reading() as connection:
             return int(connection.execute(statement).scalar_one())
 
@@ -199,17 +210,21 @@ class EventStore:
 
 
 def open_event_store(url: str, *, table_name: str = DEFAULT_EVENTS_TABLE) -> EventStore:
-    """Connect to the event store at `url`, creating its tables if missing.
+    """Connect to the event store at `url`, migrating its schema to the newest.
 
     `url` is `mysql+mysqldb://user@host:3306/db?charset=utf8mb4` or
     `sqlite:///path/to/file.db` (the folder is created).
     """
+    if table_name == DEFAULT_EVENTS_TABLE:
+        # NOTE: imported here: the migrations module builds on this one.
+        from tutorlane.adapters.schema import upgrade_database
+
+        upgrade_database(url)
     datastore = SQLAlchemyDatastore(url)
     recorder = SQLAlchemyApplicationRecorder(datastore, events_table_name=table_name)
-    # TODO: create these tables with an Alembic migration once the read models have
-    # their migrations; until then opening the store creates what is missing, and
-    # two processes opening a new database at the same moment can race (one fails).
-    recorder.create_table()
+    if table_name != DEFAULT_EVENTS_TABLE:
+        # Tables under other names (tests, experiments) are not migrated.
+        recorder.create_table()
     return EventStore(recorder)
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -43,6 +43,7 @@ def main(verbose: bool) -> None:
     )
     # One line per HTTP request is noise in a terminal chat and in service logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @main.command()
@@ -269,6 +270,171 @@ def _run_until_signalled(
         await work(stop)
 
     asyncio.run(main_task())
+
+
+T = TypeVar("T")
+
+
+def _with_database_errors(work: Callable[[], T]) -> T:
+    """Run `work`; turn a database that does not answer into a clear exit."""
+    from eventsourcing.persistence import PersistenceError
+    from sqlalchemy.exc import DBAPIError
+
+    from tutorlane.domain.course import CourseError
+
+    try:
+        return work()
+    except (PersistenceError, DBAPIError) as ex:
+        reason = getattr(ex, "orig", None) or ex
+        raise click.ClickException(f"the database failed: {reason}") from None
+    except CourseError as ex:
+        raise click.ClickException(str(ex)) from None
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    """Call `stop` on SIGINT or SIGTERM, to let blocking work finish cleanly."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stop())
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database's schema to the newest revision (Alembic).
+
+    The event store and the projections live in TUTORLANE_DATABASE_URL (a SQLite
+    file under TUTORLANE_VAR when unset). Safe to run again, and from several hosts
+    at once: they take turns.
+    """
+    from tutorlane.adapters.schema import upgrade_database
+
+    settings = load_settings()
+    before, after = _with_database_errors(
+        lambda: upgrade_database(settings.event_store_url)
+    )
+    where = settings.describe()["events"]
+    if before == after:
+        click.echo(f"{where}: schema already at revision {after}")
+    else:
+        click.echo(f"{where}: schema migrated from {before or 'nothing'} to {after}")
+
+
+@main.group()
+def projections() -> None:
+    """Read models in the database: keep them current, inspect, rebuild."""
+
+
+@projections.command("run")
+def projections_run() -> None:
+    """Keep every projection current, following the event store (runs until Ctrl-C).
+
+    `serve` does this itself in the embedded default; with TUTORLANE_AMQP_URL set,
+    run one of these beside the relay and the worker.
+    """
+    import threading
+
+    from tutorlane.entrypoints.projections import run_projections
+
+    settings = load_settings()
+    stop = threading.Event()
+    _stop_on_signals(stop.set)
+    _with_database_errors(lambda: run_projections(settings, stop))
+
+
+@projections.command("status")
+def projections_status() -> None:
+    """Show each projection's version, position, the log's head, lag and rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tutorlane.entrypoints.projections import open_read_side, projection_status
+
+    settings = load_settings()
+    read_side = _with_database_errors(lambda: open_read_side(settings))
+    try:
+        statuses = _with_database_errors(lambda: projection_status(read_side))
+    finally:
+        read_side.close()
+
+    table = Table(title=f"projections in {settings.describe()['events']}")
+    for heading in ("name", "version", "position", "head", "lag", "rows", "note"):
+        table.add_column(
+            heading, justify="left" if heading in ("name", "note") else "right"
+        )
+    for status in statuses:
+        table.add_row(
+            status.name,
+            str(status.version),
+            str(status.position),
+            str(status.head),
+            str(status.lag),
+            str(status.rows),
+            status.note,
+        )
+    Console().print(table)
+
+
+@projections.command("rebuild")
+@click.argument("names", nargs=-1)
+def projections_rebuild(names: tuple[str, ...]) -> None:
+    """Rebuild projections (all when none is named) beside the live ones, then swap.
+
+    The live tables stay readable and current meanwhile. Interrupt with Ctrl-C and
+    run the same command again to resume; a second rebuild of the same projection
+    at the same time is refused.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from tutorlane.entrypoints.projections import (
+        UnknownProjection,
+        open_read_side,
+        rebuild_projection,
+    )
+    from tutorlane.projections.rebuild import LostLease, RebuildRunning
+
+    settings = load_settings()
+    read_side = _with_database_errors(lambda: open_read_side(settings))
+    try:
+        chosen = read_side.pick(names)
+        for projection in chosen:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>8} events/s"),
+                TimeRemainingColumn(),
+            ) as bar:
+                task = bar.add_task(projection.name, total=None, rate="")
+
+                def show(
+                    done: int, total: int, task: Any = task, bar: Any = bar
+                ) -> None:
+                    elapsed = bar.tasks[0].elapsed or 0.0
+                    rate = f"{done / elapsed:,.0f}" if elapsed > 0 else ""
+                    bar.update(task, completed=done, total=total, rate=rate)
+
+                report = rebuild_projection(read_side, projection, show)
+            resumed = " (resumed)" if report.resumed else ""
+            rate = report.events / report.seconds if report.seconds else 0.0
+            click.echo(
+                f"{report.name}: generation {report.generation} is live at event "
+                f"{report.position}{resumed}; {report.events:,} events in "
+                f"{report.seconds:.1f} s ({rate:,.0f}/s)"
+            )
+    except (UnknownProjection, RebuildRunning, LostLease) as ex:
+        raise click.ClickException(str(ex)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted: run the same command again to resume", err=True)
+        raise SystemExit(130) from None
+    finally:
+        read_side.close()
 
 
 @main.group()

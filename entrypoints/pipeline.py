@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.commands.ports import EventPublisher
 from tutorlane.commands.record_events import EventRecorder
 from tutorlane.commands.relay_events import EventRelay
+from tutorlane.entrypoints.projections import run_projections
 from tutorlane.entrypoints.settings import Settings
 from tutorlane.entrypoints.worker import Batcher
 
@@ -54,6 +56,8 @@ class EmbeddedPipeline:
     store: EventStore
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    projections: threading.Thread | None = None
+    stop_projections: threading.Event = field(default_factory=threading.Event)
 
     async def idle(self) -> bool:
         """Tell whether every committed event has reached the event store."""
@@ -77,6 +81,9 @@ class EmbeddedPipeline:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.projections is not None:
+            self.stop_projections.set()
+            await asyncio.to_thread(self.projections.join)
         await asyncio.to_thread(self.store.close)
 
 
@@ -96,6 +103,14 @@ async def start_embedded_pipeline(settings: Settings, redis: Redis) -> EmbeddedP
         asyncio.create_task(pipeline.relay.run(pipeline.stop)),
         asyncio.create_task(batcher.run()),
     ]
+    # NOTE: a thread, because the runner's database work is synchronous.
+    pipeline.projections = threading.Thread(
+        target=run_projections,
+        args=(settings, pipeline.stop_projections),
+        name="projections",
+        daemon=True,
+    )
+    pipeline.projections.start()
     return pipeline
 
 

@@ -1,0 +1,1 @@
+"""Alembic migrations of tutorlane's database: event store, projections, parameters."""
