@@ -326,7 +326,14 @@ def projections() -> None:
 
 
 @projections.command("run")
-def projections_run() -> None:
+@click.option(
+    "--batch",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Events applied per transaction.",
+)
+def projections_run(batch: int) -> None:
     """Keep every projection current, following the event store (runs until Ctrl-C).
 
     `serve` does this itself in the embedded default; with TUTORLANE_AMQP_URL set,
@@ -339,7 +346,7 @@ def projections_run() -> None:
     settings = load_settings()
     stop = threading.Event()
     _stop_on_signals(stop.set)
-    _with_database_errors(lambda: run_projections(settings, stop))
+    _with_database_errors(lambda: run_projections(settings, stop, batch))
 
 
 @projections.command("status")

@@ -26,7 +26,7 @@ from tutorlane.projections.knowledge_state import (
     SkillParameters,
 )
 from tutorlane.projections.rebuild import Progress, ProjectionRebuild, RebuildReport
-from tutorlane.projections.runner import ProjectionRunner
+from tutorlane.projections.runner import LIVE_BATCH, ProjectionRunner
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,9 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def run_projections(settings: Settings, stop: threading.Event) -> None:
+def run_projections(
+    settings: Settings, stop: threading.Event, batch_size: int = LIVE_BATCH
+) -> None:
     """Keep every projection current until `stop` is set (blocking)."""
     read_side = open_read_side(settings)
     try:

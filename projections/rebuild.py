@@ -92,16 +92,18 @@ class ProjectionRebuild:
             }
             if (
                 state.rebuild_generation is not None
-                and state.rebuild_position
                 and state.rebuild_version == self.projection.version
                 and state.rebuild_fingerprint == fingerprint
             ):
-                locked.update(**lease)
-                return RebuildClaim(
-                    state.rebuild_generation, state.rebuild_position, resumed=True
-                )
-
-            generation = max(state.generation, state.rebuild_generation or 0) + 1
+                if state.rebuild_position:
+                    locked.update(**lease)
+                    return RebuildClaim(
+                        state.rebuild_generation, state.rebuild_position, resumed=True
+                    )
+                # Claimed, but nothing written yet: start that generation afresh.
+                generation = state.rebuild_generation
+            else:
+                generation = max(state.generation, state.rebuild_generation or 0) + 1
             locked.update(
                 rebuild_version=self.projection.version,
                 rebuild_generation=generation,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import socket
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 REDIS_TEST_URL = os.environ.get("TUTORLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -56,6 +59,28 @@ def mariadb_url() -> str:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return url
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def mariadb_database_url(mariadb_url: str) -> Iterator[str]:
+    """The URL of a new, empty MariaDB database of this test, dropped after it."""
+    # A database of its own: another test run on the same server cannot mix in.
+    server = sa.create_engine(sa.make_url(mariadb_url).set(database=""))
+    database = f"tutorlane_test_{os.getpid()}_{next(_databases)}"
+    with server.begin() as connection:
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
+        connection.execute(sa.text(f"CREATE DATABASE {database}"))
+    yield (
+        sa.make_url(mariadb_url)
+        .set(database=database)
+        .render_as_string(hide_password=False)
+    )
+    with server.begin() as connection:
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
+    server.dispose()
 
 
 RABBITMQ_TEST_URL = os.environ.get(

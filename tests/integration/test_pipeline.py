@@ -19,7 +19,6 @@ import aio_pika
 import httpx
 import pytest
 import redis
-import sqlalchemy as sa
 
 from tutorlane.adapters.event_store import open_event_store
 from tutorlane.adapters.pseudonyms import Pseudonymiser
@@ -188,31 +187,15 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline(
-    tmp_path: Path, redis_url: str, rabbitmq_url: str, mariadb_url: str
+    tmp_path: Path, redis_url: str, rabbitmq_url: str, mariadb_database_url: str
 ) -> Iterator[Pipeline]:
     redis.Redis.from_url(redis_url).flushdb()
     asyncio.run(_delete_queues(rabbitmq_url))
-    # A database of its own: another test run on the same server cannot mix in.
-    server = sa.create_engine(sa.make_url(mariadb_url).set(database=""))
-    database = f"tutorlane_test_{os.getpid()}"
-    with server.begin() as connection:
-        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
-        connection.execute(sa.text(f"CREATE DATABASE {database}"))
-    database_url = sa.make_url(mariadb_url).set(database=database)
-
-    running = Pipeline(
-        tmp_path,
-        redis_url,
-        rabbitmq_url,
-        database_url.render_as_string(hide_password=False),
-    )
+    running = Pipeline(tmp_path, redis_url, rabbitmq_url, mariadb_database_url)
     running.start()
     yield running
     running.stop()
     asyncio.run(_delete_queues(rabbitmq_url))
-    with server.begin() as connection:
-        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
-    server.dispose()
 
 
 def test_every_answer_reaches_the_event_store_once_in_order(pipeline: Pipeline) -> None:
