@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -12,11 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from tutorlane.adapters.event_store import (
-    EventStore,
-    EventStoreSequences,
-    open_event_store,
-)
+from tutorlane.adapters.event_feed import EventStoreHistory
+from tutorlane.adapters.event_store import open_event_store
 from tutorlane.adapters.flow_files import load_courses
 from tutorlane.adapters.pseudonyms import Pseudonymiser, load_or_create_key
 from tutorlane.adapters.redis_sessions import RedisSessionStore
@@ -52,7 +50,7 @@ class Runtime:
     sender: ReplySender
     sink: LocalReplySink | None
     pipeline: EmbeddedPipeline | None = None
-    event_store: EventStore | None = None
+    history: EventStoreHistory | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -60,8 +58,8 @@ class Runtime:
         await self.delivery.drain()
         if self.pipeline is not None:
             await self.pipeline.close()
-        if self.event_store is not None:
-            await asyncio.to_thread(self.event_store.close)
+        if self.history is not None:
+            await asyncio.to_thread(self.history.close)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -171,23 +169,13 @@ async def start_runtime(settings: Settings, secret: str | None = None) -> Runtim
         from tutorlane.entrypoints.pipeline import start_embedded_pipeline
 
         runtime.pipeline = await start_embedded_pipeline(settings, redis)
-        handler.recorded = EventStoreSequences(runtime.pipeline.store)
+        events = runtime.pipeline.store
+        handler.recorded = EventStoreHistory(lambda: events)
     elif settings.database_url:
-        handler.recorded = await _recorded_sequences(settings, runtime)
+        # NOTE: opened on first use, so that chat starts while the database is away.
+        runtime.history = EventStoreHistory(
+            functools.partial(open_event_store, settings.event_store_url)
+        )
+        handler.recorded = runtime.history
     logger.info("fast lane started: course=%s shards=%d", course.id, settings.shards)
     return runtime
-
-
-async def _recorded_sequences(
-    settings: Settings, runtime: Runtime
-) -> EventStoreSequences | None:
-    """Open the event store for new sessions' sequence numbers, if it answers."""
-    try:
-        runtime.event_store = await asyncio.to_thread(
-            open_event_store, settings.event_store_url
-        )
-    except Exception as ex:
-        # Chat goes on without the event store; see MessageHandler's TODO.
-        logger.warning("event store not reachable at start (%s)", type(ex).__name__)
-        return None
-    return EventStoreSequences(runtime.event_store)

@@ -21,7 +21,6 @@ lock row; process recorders add a tracking table, one row per upstream applicati
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import uuid
@@ -137,6 +136,24 @@ class EventStore:
             student: highest.get(originator_id, 0)
             for originator_id, student in student_of.items()
         }
+
+    def events_of(self, student: str) -> list[RecordedEvent]:
+        """Return every event of one student, in sequence order."""
+        table = self.recorder.events_table
+        statement = (
+            sa.select(
+                table.c.id,
+                table.c.originator_name,
+                table.c.originator_version,
+                table.c.topic,
+                table.c.state,
+            )
+            .where(table.c.originator_id == originator_id_of(student))
+            .order_by(table.c.originator_version)
+        )
+        with self.recorder.datastore.reading() as connection:
+            rows = connection.execute(statement).all()
+        return [_recorded_event(*row) for row in rows]
 
     def event_ids(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """Return the event id recorded under each (student, seq) that has one."""
@@ -889,18 +906,6 @@ class SQLAlchemyFactory(es.InfrastructureFactory[SQLAlchemyTrackingRecorder]):
         """Create the recorder's tables unless CREATE_TABLE says no."""
         if strtobool(self.env.get(self.CREATE_TABLE) or "yes"):
             recorder.create_table()
-
-
-class EventStoreSequences:
-    """The fast lane's view of the event store: a student's last sequence number."""
-
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
-
-    async def last_seq(self, student: str) -> int:
-        """Return the highest recorded sequence number of a student (0 if none)."""
-        seqs = await asyncio.to_thread(self.store.last_seqs, [student])
-        return seqs.get(student, 0)
 
 
 def _event_id_in(state: bytes) -> str:

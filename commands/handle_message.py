@@ -7,12 +7,17 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from tutorlane.commands.ports import RecordedSequences, SessionStore, VersionConflict
+from tutorlane.commands.ports import RecordedHistory, SessionStore, VersionConflict
 from tutorlane.domain.course import Course
 from tutorlane.domain.messages import Inbound, Reply
-from tutorlane.domain.session import DEFAULT_INACTIVITY_SECONDS, Session, decide
+from tutorlane.domain.session import (
+    DEFAULT_INACTIVITY_SECONDS,
+    Session,
+    decide,
+    restore_session,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +26,14 @@ MAX_CONFLICT_RETRIES = 50
 
 class TooMuchContention(RuntimeError):
     """A student's session kept changing under us; SwiftChat will retry the message."""
+
+
+class HistoryUnavailable(RuntimeError):
+    """A student has no session and the event store cannot say whether they had one.
+
+    Answering anyway could start a second history under sequence numbers the event
+    store already holds, so the message waits for SwiftChat's retry instead.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +55,7 @@ class MessageHandler:
         pseudonymise: Callable[[str], str],
         clock: Callable[[], float] = time.time,
         inactivity_seconds: float = DEFAULT_INACTIVITY_SECONDS,
-        recorded: RecordedSequences | None = None,
+        recorded: RecordedHistory | None = None,
     ) -> None:
         self.store = store
         self.course = course
@@ -57,7 +70,7 @@ class MessageHandler:
         for attempt in range(MAX_CONFLICT_RETRIES):
             session = await self.store.load(student)
             if session.version == 0:
-                session = await self._continue_recorded_log(student, session)
+                session = await self._restore_lost_session(student, session)
             decision = decide(
                 session,
                 message,
@@ -90,23 +103,27 @@ class MessageHandler:
             f"session of {student} changed {MAX_CONFLICT_RETRIES} times while we tried"
         )
 
-    async def _continue_recorded_log(self, student: str, session: Session) -> Session:
-        """Start a new session's events after those the event store already holds.
+    async def _restore_lost_session(self, student: str, session: Session) -> Session:
+        """Return the session Redis lost, rebuilt from the student's recorded events.
 
         A session is new for a student never seen, and for one whose session Redis
-        lost: then the event store has their events, and reusing their sequence
-        numbers would make new events look like redeliveries of old ones.
+        lost: then the event store has their events, and the student carries on
+        where they were, with new events numbered after the recorded ones.
         """
         if self.recorded is None:
             return session
         try:
-            last = await self.recorded.last_seq(student)
-        except Exception:
-            # TODO: with the event store down and a session lost, new events may
-            # reuse sequence numbers; the worker parks them on the dead-letter queue
-            # (another event id under a recorded seq) for an operator to replay.
-            # Resolved by rebuilding lost sessions from the event store, which
-            # needs the projections of issue 4.
-            logger.warning("event store unreachable; new session of %s", student)
+            history = await self.recorded.history(student)
+        except Exception as ex:
+            logger.warning(
+                "no session for %s and the event store is unreachable (%s)",
+                student,
+                type(ex).__name__,
+            )
+            raise HistoryUnavailable(
+                "this student's history cannot be read right now; retry later"
+            ) from ex
+        if not history:
             return session
-        return replace(session, seq=last) if last else session
+        logger.info("restored the session of %s from %d events", student, len(history))
+        return restore_session(history, self.course)

@@ -49,11 +49,14 @@ class SessionStore(Protocol):
         ...
 
 
-class RecordedSequences(Protocol):
+class RecordedHistory(Protocol):
     """What the event store already holds of a student, as the fast lane needs it."""
 
-    async def last_seq(self, student: str) -> int:
-        """Return the highest recorded sequence number of a student (0 if none)."""
+    async def history(self, student: str) -> list[Event]:
+        """Return the student's recorded events in sequence order ([] if none).
+
+        Raises when the event store cannot be asked.
+        """
         ...
 
 

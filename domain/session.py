@@ -7,7 +7,7 @@ every message gets a reply; a message id already seen changes nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -411,3 +411,97 @@ def _indian_number(value: Decimal) -> str:
         pairs = [head[max(0, end - 2) : end] for end in range(len(head), 0, -2)]
         whole = ",".join(reversed(pairs)) + "," + tail
     return f"{sign}{whole}{dot}{fraction}"
+
+
+def restore_session(history: Sequence[Event], course: Course) -> Session:
+    """Rebuild a lost session from the student's recorded events, in seq order.
+
+    The place in the course, attempts, hints, counts and language follow the events;
+    where the student went after the last one follows the course graph (a
+    Navigator's plan is not recorded, and the next message gets a fresh one).
+    Redelivery marks are lost with the session: SwiftChat's retries of messages
+    answered before the loss are judged again, on the restored place.
+    """
+    restored = _Restoration(course)
+    for event in history:
+        restored.apply(event)
+    return restored.session
+
+
+class _Restoration:
+    """A session put back together one recorded event at a time."""
+
+    def __init__(self, course: Course) -> None:
+        self.course = course
+        self.session = Session()
+
+    def apply(self, event: Event) -> None:
+        last_seen = max(self.session.last_seen, event.occurred_at)
+        self.session = replace(self.session, seq=event.seq, last_seen=last_seen)
+        if isinstance(event, CourseStarted):
+            self.session = replace(
+                self.session,
+                status=Status.ACTIVE,
+                course=event.course,
+                language=event.language,
+                answered=0,
+                correct=0,
+            )
+            self.arrive(event.node, event.occurred_at)
+            return
+        if event.course != self.session.course:
+            return  # an event of a course the student has since left
+        if isinstance(event, CourseCompleted):
+            self.session = replace(self.session, status=Status.FINISHED, node="")
+        elif isinstance(event, CourseStopped):
+            self.session = replace(self.session, status=Status.STOPPED)
+        elif isinstance(event, SessionExpired):
+            self.session = replace(self.session, attempts=0, hints=0)
+        elif isinstance(event, HintGiven):
+            self.at(event.node, event.occurred_at)
+            self.session = replace(self.session, hints=event.hint_number)
+        elif isinstance(event, QuestionSkipped):
+            self.at(event.node, event.occurred_at)
+            self.leave(event.node, "exhausted", event.occurred_at)
+        elif isinstance(event, AnswerSubmitted):
+            self.answered(event)
+
+    def answered(self, event: AnswerSubmitted) -> None:
+        self.at(event.node, event.occurred_at)
+        self.session = replace(
+            self.session,
+            answered=self.session.answered + 1,
+            correct=self.session.correct + int(event.correct),
+        )
+        node = self.course.nodes.get(event.node)
+        if event.correct:
+            self.leave(event.node, "right", event.occurred_at)
+        elif node is None or event.attempt >= node.attempts:
+            self.leave(event.node, "exhausted", event.occurred_at)
+        elif node.next.wrong is not None and self.session.detour != node.id:
+            self.session = replace(self.session, detour=node.id)
+            self.arrive(node.next.wrong, event.occurred_at)
+        else:
+            self.session = replace(self.session, attempts=event.attempt)
+
+    def at(self, node_id: str, when: float) -> None:
+        """Place the student at the node an event happened at, working on it."""
+        # NOTE: resuming after `stop` records no event; working on a node shows it.
+        self.session = replace(self.session, status=Status.ACTIVE)
+        if self.session.node != node_id:
+            self.arrive(node_id, when)
+
+    def leave(self, node_id: str, outcome: str, when: float) -> None:
+        """Move on from a node as the course graph says for this outcome."""
+        node = self.course.nodes.get(node_id)
+        following = getattr(node.next, outcome) if node is not None else None
+        if following is None:
+            # The course ends here; its CourseCompleted event follows in the log.
+            self.session = replace(self.session, node="")
+        else:
+            self.arrive(following, when)
+
+    def arrive(self, node_id: str, when: float) -> None:
+        self.session = replace(
+            self.session, node=node_id, attempts=0, hints=0, asked_at=when
+        )

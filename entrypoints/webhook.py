@@ -14,12 +14,14 @@ from redis.exceptions import RedisError
 
 from tutorlane.adapters.swiftchat_wire import BadPayload, parse_inbound
 from tutorlane.bootstrap import Runtime, start_runtime
-from tutorlane.commands.handle_message import TooMuchContention
+from tutorlane.commands.handle_message import HistoryUnavailable, TooMuchContention
 from tutorlane.entrypoints.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+# How long SwiftChat is asked to wait before retrying while the event store is away.
+HISTORY_RETRY_SECONDS = 30
 _json = msgspec.json.Encoder()
 
 
@@ -108,6 +110,10 @@ class WebhookResource:
             ) from None
         except TooMuchContention as ex:
             raise falcon.HTTPServiceUnavailable(description=str(ex)) from None
+        except HistoryUnavailable as ex:
+            raise falcon.HTTPServiceUnavailable(
+                description=str(ex), retry_after=HISTORY_RETRY_SECONDS
+            ) from None
 
         if handled.reply is not None and handled.entry_id is not None:
             runtime.delivery.dispatch(

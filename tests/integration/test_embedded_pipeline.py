@@ -40,20 +40,35 @@ async def test_every_committed_event_reaches_sqlite_before_shutdown(
         assert recorded[student] == list(range(1, last + 1))
 
 
-async def test_after_a_restart_a_students_new_events_continue_their_log(
+async def test_after_a_restart_a_student_carries_on_where_they_were(
     tmp_path: Path,
 ) -> None:
     settings = Settings(var_dir=tmp_path / "var")
     phone = "+919700099999"
-    for run in range(2):
+    replies = []
+    for run, script in enumerate([["hi", "500", "hint"], ["7", "hint"]]):
         # The embedded sessions live in memory: each run starts without them.
         runtime = await start_runtime(settings, secret="s")
-        for step, text in enumerate(["hi", "500", "hint"]):
+        for step, text in enumerate(script):
             message = Inbound(f"run{run}-{step}", Kind.TEXT, text, sent_at=run)
-            await runtime.handler.handle(phone, message)
+            handled = await runtime.handler.handle(phone, message)
+            assert handled.reply is not None
+            replies.append(handled.reply.text)
+        session = await runtime.store.load(runtime.handler.pseudonymise(phone))
         await runtime.close()
 
     store = open_event_store(settings.event_store_url)
-    seqs = [event.seq for event in store.read(0, 1000)]
+    events = store.read(0, 1000)
     store.close()
-    assert seqs == [1, 2, 3, 4, 5, 6], "nothing of the second run was dropped"
+    assert [event.seq for event in events] == [1, 2, 3, 4]
+    assert [event.topic.split("/")[0] for event in events] == [
+        "CourseStarted",
+        "AnswerSubmitted",
+        "HintGiven",
+        "AnswerSubmitted",
+    ]
+    # The restored student answered the question they had had a hint for, and
+    # that question's only hint counted as used: attempt and hints came back.
+    assert replies[2].split("\n\n")[-1] == replies[3].split("\n\n")[-1]
+    assert "No more hints" in replies[4]
+    assert (session.node, session.attempts, session.hints) == ("pv-2", 1, 1)

@@ -74,9 +74,14 @@ class Pipeline:
         self.database_proxy = TcpProxy("127.0.0.1", urlsplit(database_url).port or 3306)
         self.amqp_proxy.restore()
         self.database_proxy.restore()
+        worker_database = with_port(database_url, self.database_proxy.port)
         self.serve = Process(
             ["serve", "--port", str(self.port)],
-            {**common, "TUTORLANE_AMQP_URL": amqp_url},
+            {
+                **common,
+                "TUTORLANE_AMQP_URL": amqp_url,
+                "TUTORLANE_DATABASE_URL": worker_database,
+            },
             tmp / "serve.log",
         )
         self.relay = Process(
@@ -84,7 +89,6 @@ class Pipeline:
             {**common, "TUTORLANE_AMQP_URL": with_port(amqp_url, self.amqp_proxy.port)},
             tmp / "relay.log",
         )
-        worker_database = with_port(database_url, self.database_proxy.port)
         self.worker = Process(
             ["worker", "--batch", "200"],
             {
@@ -107,30 +111,57 @@ class Pipeline:
         self.amqp_proxy.close()
         self.database_proxy.close()
 
-    def chat(self, students: int) -> None:
+    def chat(self, students: int) -> list[str]:
         """Play the script for `students` new students at once; all must get 200."""
         phones = [f"+{next(_phones)}" for _ in range(students)]
         self.phones.extend(phones)
-        asyncio.run(self._chat(phones))
+        asyncio.run(self._chat(phones, SCRIPT, "first"))
+        return phones
 
-    async def _chat(self, phones: list[str]) -> None:
-        url = f"{self.base}/webhooks/swiftchat/{SECRET}"
+    def chat_again(self, phones: list[str], script: list[str], round: str) -> None:
+        """Play more messages for students who chatted before; all must get 200."""
+        asyncio.run(self._chat(phones, script, round))
+
+    async def _chat(self, phones: list[str], script: list[str], round: str) -> None:
         limits = httpx.Limits(max_connections=50)
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:
 
             async def play(phone: str) -> None:
-                for step, text in enumerate(SCRIPT):
-                    body = {
-                        "from": phone,
-                        "type": "text",
-                        "timestamp": "1733212800",
-                        "message_id": f"{phone}-{step}",
-                        "text": {"body": text},
-                    }
-                    response = await http.post(url, json=body)
+                for step, text in enumerate(script):
+                    response = await self.send(http, phone, f"{round}-{step}", text)
                     assert response.status_code == 200, response.text
 
             await asyncio.gather(*(play(phone) for phone in phones))
+
+    async def send(
+        self, http: httpx.AsyncClient, phone: str, message_id: str, text: str
+    ) -> httpx.Response:
+        """Send one text message of a student to the webhook."""
+        body = {
+            "from": phone,
+            "type": "text",
+            "timestamp": "1733212800",
+            "message_id": f"{phone}-{message_id}",
+            "text": {"body": text},
+        }
+        return await http.post(f"{self.base}/webhooks/swiftchat/{SECRET}", json=body)
+
+    def send_one(self, phone: str, message_id: str, text: str) -> httpx.Response:
+        """Send one message and return the webhook's response."""
+
+        async def send() -> httpx.Response:
+            async with httpx.AsyncClient(timeout=30) as http:
+                return await self.send(http, phone, message_id, text)
+
+        return asyncio.run(send())
+
+    def lose_sessions(self, phones: list[str]) -> None:
+        """Delete these students' sessions from Redis, as a failover might."""
+        pseudonymise = Pseudonymiser(PSEUDONYM_KEY.encode())
+        client = redis.Redis.from_url(self.redis_url)
+        store = RedisSessionStore(redis.asyncio.Redis.from_url(self.redis_url))
+        client.delete(*(store.session_key(pseudonymise(phone)) for phone in phones))
+        client.close()
 
     def committed(self) -> dict[str, int]:
         """Return each student's last committed sequence number, from the sessions."""
@@ -144,6 +175,21 @@ class Pipeline:
             return {s: (await store.load(s)).seq for s in students}
         finally:
             await client.aclose()
+
+    def places(self, phones: list[str]) -> list[tuple[str, str]]:
+        """Return each student's course and question, from their sessions."""
+        pseudonymise = Pseudonymiser(PSEUDONYM_KEY.encode())
+
+        async def load() -> list[tuple[str, str]]:
+            client = redis.asyncio.Redis.from_url(self.redis_url)
+            try:
+                store = RedisSessionStore(client)
+                sessions = [await store.load(pseudonymise(p)) for p in phones]
+                return [(session.course, session.node) for session in sessions]
+            finally:
+                await client.aclose()
+
+        return asyncio.run(load())
 
     def outbox_length(self) -> int:
         client = redis.asyncio.Redis.from_url(self.redis_url)
@@ -237,15 +283,39 @@ def test_chat_goes_on_while_rabbitmq_is_away_and_events_arrive_after(
 def test_chat_goes_on_while_mariadb_is_away_and_events_arrive_after(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.chat(students=10)
+    phones = pipeline.chat(students=30)
     pipeline.wait_until_recorded()
     before = sum(map(len, pipeline.recorded().values()))
 
     pipeline.database_proxy.cut()
-    pipeline.chat(students=30)
+    pipeline.chat_again(phones, ["start", "500", "7", "hint"], "while-away")
     wait_for(lambda: pipeline.outbox_length() == 0, 30, what="relayed to RabbitMQ")
     assert sum(map(len, pipeline.recorded().values())) == before
 
     pipeline.database_proxy.restore()
     pipeline.wait_until_recorded(seconds=90)
+    pipeline.assert_exactly_once_in_order()
+
+
+def test_a_lost_session_waits_for_the_event_store_then_carries_on(
+    pipeline: Pipeline,
+) -> None:
+    phones = pipeline.chat(students=5)
+    pipeline.wait_until_recorded()
+    places = pipeline.places(phones)
+    pipeline.lose_sessions(phones)
+
+    pipeline.database_proxy.cut()
+    refused = pipeline.send_one(phones[0], "after-loss", "hint")
+    newcomer = pipeline.send_one(f"+{next(_phones)}", "first", "hi")
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"] == "30"
+    assert newcomer.status_code == 503
+
+    pipeline.database_proxy.restore()
+    # SwiftChat's retries of the refused message, and the others' next messages.
+    assert pipeline.send_one(phones[0], "after-loss", "hint").status_code == 200
+    pipeline.chat_again(phones[1:], ["hint"], "after-loss")
+    assert pipeline.places(phones) == places
+    pipeline.wait_until_recorded(seconds=60)
     pipeline.assert_exactly_once_in_order()

@@ -25,6 +25,7 @@ from tutorlane.domain.session import (
     Session,
     Status,
     decide,
+    restore_session,
 )
 from tutorlane.tests.courses import TINY_COURSE
 
@@ -402,3 +403,63 @@ def test_large_answers_are_shown_with_indian_grouping() -> None:
     decision = chat.send("skip")
 
     assert decision.reply is not None and "1,25,000" in decision.reply.text
+
+
+RESTORED_FIELDS = (
+    "seq", "status", "course", "node", "attempts", "hints", "answered", "correct",
+    "detour", "asked_at", "last_seen",
+)  # fmt: skip
+
+
+def _recorded_fields(session: Session) -> tuple[object, ...]:
+    return tuple(getattr(session, name) for name in RESTORED_FIELDS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(messages, st.sampled_from([5.0, 5.0, 5.0, 3600.0])), max_size=30
+    ),
+    st.booleans(),
+)
+def test_a_session_restored_from_its_events_is_where_the_student_was(
+    sequence: list[tuple[tuple[Kind, str], float]], with_detour: bool
+) -> None:
+    data = {**TINY_COURSE, "nodes": [dict(node) for node in TINY_COURSE["nodes"]]}
+    if with_detour:
+        data["nodes"][1]["next"] = {**data["nodes"][1]["next"], "wrong": "add-1"}
+    course = parse_course(data, "tiny.yaml")
+    chat = Conversation(course)
+    events: list[Event] = []
+    for (kind, text), pause in sequence:
+        events.extend(chat.send(text, kind=kind, after=pause).events)
+
+    restored = restore_session(events, course)
+
+    if not events:
+        assert restored == Session()
+        return
+    expected = _recorded_fields(chat.session)
+    # NOTE: the last message may have recorded nothing (help, a prompt for a
+    # number); the restored session was last seen at the last recorded event.
+    assert _recorded_fields(replace(restored, last_seen=0)) == _recorded_fields(
+        replace(chat.session, last_seen=0)
+    ), expected
+    assert restored.last_seen == events[-1].occurred_at
+    assert restored.version == 0
+
+
+def test_a_restored_session_carries_on_with_the_next_sequence_number(
+    course: Course,
+) -> None:
+    chat = Conversation(course)
+    events = [*chat.send("hi").events, *chat.send("15").events]
+    events += chat.send("4").events
+
+    restored = restore_session(events, course)
+    answer = Inbound("m-new", Kind.TEXT, "3", sent_at=int(chat.now) + 5)
+    decision = decide(restored, answer, course, STUDENT, chat.now + 5)
+
+    assert restored.seq == events[-1].seq
+    assert [event.seq for event in decision.events] == [restored.seq + 1]
+    assert decision.session.node == chat.session.node
