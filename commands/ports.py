@@ -49,6 +49,24 @@ class SessionStore(Protocol):
         ...
 
 
+class PlanWriter(Protocol):
+    """Sessions as the Navigator sees them: read one, set its plan if unchanged."""
+
+    async def load(self, student: str) -> Session:
+        """Return the student's session, or a new one (version 0)."""
+        ...
+
+    async def write_plan(
+        self, student: str, computed_for: Session, plan: Sequence[str]
+    ) -> bool:
+        """Set `plan` for the session's current node if it is still `computed_for`.
+
+        Compared by version, atomically. Returns False, writing nothing, when the
+        session changed or vanished meanwhile; the write moves the version on.
+        """
+        ...
+
+
 class RecordedSequences(Protocol):
     """What the event store already holds of a student, as the fast lane needs it."""
 
