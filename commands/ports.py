@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from tutorlane.domain.analysis import AnalysisRequest
 from tutorlane.domain.events import Event
 from tutorlane.domain.messages import Reply
 from tutorlane.domain.session import Session
@@ -225,4 +226,24 @@ class EventLog(Protocol):
 
     def event_ids(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """Return the event id recorded under each (student, seq) that has one."""
+        ...
+
+
+# Agents ---------------------------------------------------------------------------
+
+
+class AnalystUnavailable(Exception):
+    """The Analyst cannot answer now (down, rate-limited, too slow, circuit open)."""
+
+
+class Analyst(Protocol):
+    """A model that explains what a student gets wrong; `model` names it."""
+
+    model: str
+
+    async def analyse(self, request: AnalysisRequest) -> str:
+        """Return the model's raw answer text; raise `AnalystUnavailable` if none.
+
+        The text is untrusted: the caller checks it with `parse_insight`.
+        """
         ...
