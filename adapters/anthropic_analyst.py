@@ -62,19 +62,43 @@ class AnthropicAnalyst:
         except asyncio.CancelledError:
             self.breaker.abandoned()
             raise
-        except (anthropic.APIError, TimeoutError) as ex:
+        except (anthropic.APIError, TimeoutError, ValueError) as ex:
+            # ValueError: a response body that is not JSON.
             self.breaker.failed()
             raise AnalystUnavailable(_describe(ex)) from ex
         except BaseException:
             self.breaker.abandoned()
             raise
 
+        text = _text_of(message)
+        if text is None:
+            self.breaker.failed()
+            raise AnalystUnavailable("the Anthropic API's response has no text content")
         self.breaker.succeeded()
-        return "".join(block.text for block in message.content if block.type == "text")
+        return text
 
     async def close(self) -> None:
         """Close the HTTP connections."""
         await self.client.close()
+
+
+def _text_of(message: object) -> str | None:
+    """Return the text blocks of a response joined, or None if it has no such shape.
+
+    The SDK builds its response objects without validating them, so a broken body
+    can arrive here with any shape.
+    """
+    content = getattr(message, "content", None)
+    if not isinstance(content, list):
+        return None
+    texts = [
+        getattr(block, "text", None)
+        for block in content
+        if getattr(block, "type", None) == "text"
+    ]
+    if not texts or not all(isinstance(text, str) for text in texts):
+        return None
+    return "".join(str(text) for text in texts)
 
 
 def _describe(ex: BaseException) -> str:
@@ -83,4 +107,6 @@ def _describe(ex: BaseException) -> str:
         return f"Anthropic API answered HTTP {ex.status_code} ({type(ex).__name__})"
     if isinstance(ex, anthropic.APITimeoutError | TimeoutError):
         return "Anthropic API did not answer in time"
+    if isinstance(ex, ValueError):
+        return "Anthropic API answered a body that is not JSON"
     return f"Anthropic API unreachable ({type(ex).__name__})"

@@ -1,9 +1,9 @@
 """A local imitation of Anthropic's Messages API, for tests and trying the Analyst.
 
-It accepts `POST /v1/messages` as the API does (an `x-api-key` header and a JSON
-body with `model`, `max_tokens`, `messages`) and answers a message. What it answers
-next can be scripted with `POST /_script` and `{"responses": [...]}`, one entry per
-request, each a mapping of:
+It accepts `POST /v1/messages` as the API does (an API key, as an `x-api-key`
+header or a Bearer token, and a JSON body with `messages`) and answers a message.
+What it answers next can be scripted with `POST /_script` and
+`{"responses": [...]}`, one entry per request, each a mapping of:
 
 - `text`: answer 200 with this text as the model's reply;
 - `status` (and `retry_after`): answer this HTTP error in the API's error format
@@ -51,15 +51,18 @@ class MessagesImitation:
     ) -> None:
         """Answer one Messages API request, as scripted or with a default analysis."""
         body = await req.get_media()
+        # SDK versions send the key as x-api-key or as a Bearer token.
+        bearer = (req.get_header("Authorization") or "").removeprefix("Bearer ")
+        has_key = bool(req.get_header("x-api-key") or bearer.strip())
         self.received.append(
             {
-                "api_key": bool(req.get_header("x-api-key")),
+                "api_key": has_key,
                 "anthropic_version": req.get_header("anthropic-version"),
                 "body": body,
             }
         )
-        if not req.get_header("x-api-key"):
-            _error(resp, 401, "x-api-key header is required")
+        if not has_key:
+            _error(resp, 401, "an API key is required (x-api-key or Bearer)")
             return
         if not isinstance(body, dict) or not body.get("messages"):
             _error(resp, 400, "messages: field required")
