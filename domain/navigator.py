@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tutorlane.domain.course import Course, Node
+from tutorlane.domain.course import Course
 from tutorlane.domain.knowledge import SkillKnowledge, chance_of_right_answer
 
 PLAN_LENGTH = 3
@@ -55,19 +55,10 @@ class NavigatorPolicy:
             raise ValueError("length must be 1 or more and max_reviews 0 or more")
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class _Candidate:
-    """A node the plan may take; candidates sort best first."""
-
-    # The skill being learnt comes first (mastery learning), then other skills by
-    # how near their chance is to the target, then questions by theirs.
-    other_skill: bool
-    skill_distance: float
-    skill_order: int
-    distance: float
-    order: int
-    node: str
-    review: bool
+# A node the plan may take, as a tuple that sorts best first: the skill being learnt
+# comes first (mastery learning), then other skills by how near their chance is to
+# the target, then questions by theirs; course order breaks ties.
+_Candidate = tuple[bool, float, int, float, int, str]
 
 
 class Navigator:
@@ -82,6 +73,9 @@ class Navigator:
             node.next.wrong for node in course.nodes.values() if node.next.wrong
         )
         self._difficulty = self._difficulties()
+        self._nodes_by_skill: dict[str, list[str]] = {}
+        for node in course.nodes.values():
+            self._nodes_by_skill.setdefault(node.skill, []).append(node.id)
 
     def plan(
         self,
@@ -106,19 +100,37 @@ class Navigator:
         focus = self.course.nodes[current].skill if current in self.course.nodes else ""
         drill: list[_Candidate] = []
         review: list[_Candidate] = []
-        for node in self.course.nodes.values():
-            if node.id in excluded:
+        for skill_id, node_ids in self._nodes_by_skill.items():
+            state = states[skill_id]
+            is_review = self.review_is_due(skill_id, states, last_seen, now)
+            if not is_review and not self.skill_is_open(skill_id, states):
                 continue
-            candidate = self._candidate(node, focus, states, last_seen, now)
-            if candidate is not None:
-                (review if candidate.review else drill).append(candidate)
+
+            # NOTE: a detour is remediation: it is offered only to a student who
+            # has tried the skill and whose chance on it is below the target band.
+            remediation = not is_review and self.struggles_with(skill_id, state)
+            chance = chance_of_right_answer(
+                state.p_mastery, self.course.skills[skill_id].bkt
+            )
+            skill_key = (skill_id != focus, self._distance(chance))
+            skill_order = self._skill_order[skill_id]
+            found = review if is_review else drill
+            for node_id in node_ids:
+                if node_id in excluded or (
+                    node_id in self._detours and not remediation
+                ):
+                    continue
+                distance = self._distance(self._shifted(chance, node_id))
+                found.append(
+                    (*skill_key, skill_order, distance, self._order[node_id], node_id)
+                )
 
         # NOTE: review takes the last places, so that it never displaces the
         # next question of the skill being learnt.
         reviews = sorted(review)[: self.policy.max_reviews]
         room = self.policy.length - len(reviews)
         chosen = sorted(drill)[:room] + reviews
-        return tuple(candidate.node for candidate in chosen)
+        return tuple(candidate[-1] for candidate in chosen)
 
     def skill_is_open(
         self, skill_id: str, states: Mapping[str, SkillKnowledge]
@@ -146,12 +158,12 @@ class Navigator:
 
     def predicted_chance(self, node_id: str, state: SkillKnowledge) -> float:
         """Return the chance of a right answer to one node, its difficulty included."""
-        node = self.course.nodes[node_id]
-        chance = chance_of_right_answer(
-            state.p_mastery, self.course.skills[node.skill].bkt
-        )
+        bkt = self.course.skills[self.course.nodes[node_id].skill].bkt
+        return self._shifted(chance_of_right_answer(state.p_mastery, bkt), node_id)
+
+    def _shifted(self, skill_chance: float, node_id: str) -> float:
         shift = self.policy.difficulty_spread * (0.5 - self._difficulty[node_id])
-        return min(1.0, max(0.0, chance + shift))
+        return min(1.0, max(0.0, skill_chance + shift))
 
     def struggles_with(self, skill_id: str, state: SkillKnowledge) -> bool:
         """Tell whether a student has tried a skill and is below the target band."""
@@ -159,36 +171,6 @@ class Navigator:
             state.p_mastery, self.course.skills[skill_id].bkt
         )
         return state.attempts > 0 and chance < self.policy.target_low
-
-    def _candidate(
-        self,
-        node: Node,
-        focus: str,
-        states: Mapping[str, SkillKnowledge],
-        last_seen: Mapping[str, float],
-        now: float,
-    ) -> _Candidate | None:
-        state = states[node.skill]
-        review = self.review_is_due(node.skill, states, last_seen, now)
-        if not review and not self.skill_is_open(node.skill, states):
-            return None
-
-        # NOTE: a detour is remediation: it is offered only to a student who has
-        # tried the skill and whose chance on it is below the target band.
-        remediation = not review and self.struggles_with(node.skill, state)
-        if node.id in self._detours and not remediation:
-            return None
-
-        bkt = self.course.skills[node.skill].bkt
-        return _Candidate(
-            other_skill=node.skill != focus,
-            skill_distance=self._distance(chance_of_right_answer(state.p_mastery, bkt)),
-            skill_order=self._skill_order[node.skill],
-            distance=self._distance(self.predicted_chance(node.id, state)),
-            order=self._order[node.id],
-            node=node.id,
-            review=review,
-        )
 
     def _distance(self, chance: float) -> float:
         low, high = self.policy.target_low, self.policy.target_high
