@@ -127,7 +127,7 @@ class Navigator:
 
         # NOTE: review takes the last places, so that it never displaces the
         # next question of the skill being learnt.
-        reviews = sorted(review)[: self.policy.max_reviews]
+        reviews = sorted(review)[: min(self.policy.max_reviews, self.policy.length)]
         room = self.policy.length - len(reviews)
         chosen = sorted(drill)[:room] + reviews
         return tuple(candidate[-1] for candidate in chosen)
