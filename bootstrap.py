@@ -27,6 +27,7 @@ from tutorlane.domain.course import Course
 from tutorlane.entrypoints.settings import Settings
 
 if TYPE_CHECKING:
+    from tutorlane.commands.analyse_student import AnalyseStudent
     from tutorlane.entrypoints.pipeline import EmbeddedPipeline
 
 logger = logging.getLogger(__name__)
@@ -179,3 +180,41 @@ async def start_runtime(settings: Settings, secret: str | None = None) -> Runtim
         handler.recorded = runtime.history
     logger.info("fast lane started: course=%s shards=%d", course.id, settings.shards)
     return runtime
+
+
+def build_analysis(settings: Settings, course: Course) -> AnalyseStudent | None:
+    """Return the Analyst's use case as configured, or None when it is off.
+
+    With `ANTHROPIC_API_KEY` it asks Anthropic's Messages API; without, the
+    rule-based stand-in (or nothing, with `TUTORLANE_ANALYST_STAND_IN=false`).
+    Says which in the log, once: call it once per process.
+    """
+    from tutorlane.adapters.anthropic_analyst import DEFAULT_MODEL, AnthropicAnalyst
+    from tutorlane.adapters.rule_based_analyst import RuleBasedAnalyst
+    from tutorlane.commands.analyse_student import AnalyseStudent
+    from tutorlane.commands.ports import Analyst
+    from tutorlane.domain.analysis import AnalystBudget, AnalystLimits
+
+    analyst: Analyst
+    if settings.anthropic_api_key is not None:
+        analyst = AnthropicAnalyst(
+            settings.anthropic_api_key.get_secret_value(),
+            model=settings.analyst_model or DEFAULT_MODEL,
+            base_url=settings.anthropic_base_url,
+            timeout=settings.analyst_timeout_seconds,
+            max_retries=settings.analyst_max_retries,
+        )
+        logger.info("Analyst: Anthropic Messages API, model %s", analyst.model)
+    elif settings.analyst_stand_in:
+        analyst = RuleBasedAnalyst()
+        logger.info("Analyst: no ANTHROPIC_API_KEY, using the rule-based stand-in")
+    else:
+        logger.info("Analyst: off (no ANTHROPIC_API_KEY)")
+        return None
+
+    limits = AnalystLimits(
+        per_student_per_day=settings.analyst_calls_per_student_per_day,
+        debounce_seconds=settings.analyst_debounce_minutes * 60,
+        per_minute=settings.analyst_calls_per_minute,
+    )
+    return AnalyseStudent(analyst, course, AnalystBudget(limits))

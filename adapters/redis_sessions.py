@@ -3,7 +3,8 @@
 Keys of a student live in one shard and carry its Redis Cluster hash tag, so that a
 Lua script only ever touches one slot:
 
-    tl:{s07}:s:<student>   hash: v (version), d (session)
+    tl:{s07}:s:<student>   hash: v (version), d (session); written by the fast
+                           lane's commit and by the Navigator's `write_plan`
     tl:{s07}:r             stream of replies waiting to be confirmed as sent
     tl:{s07}:e             stream of domain events waiting for the relay
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -56,6 +58,17 @@ end
 return reply_id
 """
 
+# KEYS: session. ARGV: expected version, new version, session.
+# A missing session is never created here: HGET answers false, which equals no
+# version, so a plan for a session that expired meanwhile is dropped.
+_WRITE_PLAN = """
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+return 1
+"""
+
 
 def shard_of(student: str, shards: int) -> int:
     """Return the outbox shard a student belongs to."""
@@ -81,6 +94,7 @@ class RedisSessionStore:
         self.shards = shards
         self.session_ttl = session_ttl
         self._commit = redis.register_script(_COMMIT)
+        self._write_plan = redis.register_script(_WRITE_PLAN)
 
     def session_key(self, student: str) -> str:
         """Return the key of a student's session."""
@@ -130,6 +144,30 @@ class RedisSessionStore:
         if entry_id is None:
             raise VersionConflict(f"session of {student} moved past {expected_version}")
         return _text(entry_id)
+
+    async def write_plan(
+        self, student: str, computed_for: Session, plan: Sequence[str]
+    ) -> bool:
+        """Set the Navigator's plan if the session is still `computed_for`; tell if so.
+
+        The plan applies at the session's current node (`plan_for`). Writing it
+        moves the version on by one, like any other change of the session: the
+        version then always names one content, so a plan computed for an older
+        version can never overwrite a newer plan, and a fast-lane commit that
+        loaded the session before the plan conflicts and redoes its message on the
+        session with the plan. A stale plan writes nothing and returns False.
+        """
+        session = replace(
+            computed_for,
+            version=computed_for.version + 1,
+            plan=tuple(plan),
+            plan_for=computed_for.node,
+        )
+        written = await self._write_plan(
+            keys=[self.session_key(student)],
+            args=[computed_for.version, session.version, encode_session(session)],
+        )
+        return bool(written)
 
     async def confirm(self, student: str, entry_id: str) -> None:
         """Remove a sent reply from the outbox."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from tutorlane.domain.analysis import AnalysisRequest
 from tutorlane.domain.events import Event
 from tutorlane.domain.messages import Reply
 from tutorlane.domain.session import Session
@@ -45,6 +46,24 @@ class SessionStore(Protocol):
         """Write all of it at once if the stored version is `expected_version`.
 
         Returns the outbox entry id of the reply; raises `VersionConflict` otherwise.
+        """
+        ...
+
+
+class PlanWriter(Protocol):
+    """Sessions as the Navigator sees them: read one, set its plan if unchanged."""
+
+    async def load(self, student: str) -> Session:
+        """Return the student's session, or a new one (version 0)."""
+        ...
+
+    async def write_plan(
+        self, student: str, computed_for: Session, plan: Sequence[str]
+    ) -> bool:
+        """Set `plan` for the session's current node if it is still `computed_for`.
+
+        Compared by version, atomically. Returns False, writing nothing, when the
+        session changed or vanished meanwhile; the write moves the version on.
         """
         ...
 
@@ -210,4 +229,24 @@ class EventLog(Protocol):
 
     def event_ids(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """Return the event id recorded under each (student, seq) that has one."""
+        ...
+
+
+# Agents ---------------------------------------------------------------------------
+
+
+class AnalystUnavailable(Exception):
+    """The Analyst cannot answer now (down, rate-limited, too slow, circuit open)."""
+
+
+class Analyst(Protocol):
+    """A model that explains what a student gets wrong; `model` names it."""
+
+    model: str
+
+    async def analyse(self, request: AnalysisRequest) -> str:
+        """Return the model's raw answer text; raise `AnalystUnavailable` if none.
+
+        The text is untrusted: the caller checks it with `parse_insight`.
+        """
         ...

@@ -122,6 +122,32 @@ class SessionExpired(Event):
     idle_seconds: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalysisRecorded(Event):
+    """The Analyst said what a student gets wrong on a skill, and where to practise.
+
+    An analysis reacts to one of the student's events (the trigger): `event_id` is
+    derived from the trigger's id (`analysis_event_id`), and `seq`, `message_id`
+    are the trigger's. It is not one of the student's own numbered events: record it
+    in a stream of its own, never under the student's `seq`, which the fast lane
+    goes on numbering. `occurred_at` is when the analysis was made; `model` names
+    what made it (a model id, or the rule-based stand-in).
+    """
+
+    TYPE: ClassVar[str] = "AnalysisRecorded"
+    skill: str
+    trigger: str
+    misconception: str
+    evidence: str
+    remediation_node: str
+    model: str
+
+
+def analysis_event_id(trigger_event_id: str) -> str:
+    """Return the id of the analysis of one triggering event: one at most per event."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"analysis\x1f{trigger_event_id}"))
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
@@ -132,6 +158,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CourseCompleted,
         CourseStopped,
         SessionExpired,
+        AnalysisRecorded,
     )
 }
 

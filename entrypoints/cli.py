@@ -490,3 +490,20 @@ def swiftchat_imitation(host: str, port: int) -> None:
     uvicorn.run(
         create_imitation(Imitation()), host=host, port=port, log_level="warning"
     )
+
+
+@dev.command("messages-api-imitation")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8091, show_default=True, type=int)
+def messages_api_imitation(host: str, port: int) -> None:
+    """Run a local imitation of Anthropic's Messages API (for the Analyst)."""
+    import uvicorn
+
+    from tutorlane.entrypoints.messages_api_imitation import (
+        MessagesImitation,
+        create_messages_imitation,
+    )
+
+    click.echo(f"Messages API imitation on http://{host}:{port} (GET /_received)")
+    app = create_messages_imitation(MessagesImitation())
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -44,6 +44,17 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("ANTHROPIC_API_KEY")
     )
     analyst_model: str | None = None
+    anthropic_base_url: str | None = Field(
+        None, description="Messages API base URL (the SDK's default when unset)"
+    )
+    analyst_timeout_seconds: float = Field(20.0, gt=0, description="per attempt")
+    analyst_max_retries: int = Field(2, ge=0, le=10)
+    analyst_calls_per_student_per_day: int = Field(3, ge=0)
+    analyst_calls_per_minute: int = Field(30, ge=0, description="all students")
+    analyst_debounce_minutes: float = Field(15.0, ge=0)
+    analyst_stand_in: bool = Field(
+        True, description="with no API key: the rule-based stand-in, else off"
+    )
 
     @model_validator(mode="after")
     def _swiftchat_needs_credentials(self) -> Settings:
