@@ -86,9 +86,50 @@ def knowledge_state_table(metadata: sa.MetaData, name: str) -> sa.Table:
     )
 
 
+def next_steps_table(metadata: sa.MetaData, name: str) -> sa.Table:
+    """Define one generation of the next steps."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("student", _NAME, primary_key=True),
+        sa.Column("course", _NAME, nullable=False),
+        sa.Column("after_node", _NAME, nullable=False),
+        sa.Column("plan", sa.String(255), nullable=False),
+        sa.Column("last_seq", _ID, nullable=False),
+        sa.Column("last_at", sa.Double(), nullable=False),
+        sa.Column("planned_at", _TIME, nullable=False),
+        sa.Column("knowledge", sa.Text(), nullable=False),
+        sa.Column("recent", sa.Text(), nullable=False),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+def analyst_insights_table(metadata: sa.MetaData, name: str) -> sa.Table:
+    """Define one generation of the analyst insights."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("student", _NAME, nullable=False),
+        sa.Column("course", _NAME, nullable=False),
+        sa.Column("skill", _NAME, nullable=False),
+        sa.Column("trigger", sa.String(32), nullable=False),
+        sa.Column("misconception", sa.String(512), nullable=False),
+        sa.Column("evidence", sa.String(512), nullable=False),
+        sa.Column("remediation_node", _NAME, nullable=False),
+        sa.Column("model", sa.String(128), nullable=False),
+        sa.Column("recorded_at", _TIME, nullable=False),
+        sa.Column("notification_id", _ID, nullable=False),
+        sa.Index(f"{name}_student_idx", "student"),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
 TABLE_DEFINITIONS = {
     "interaction_log": interaction_log_table,
     "knowledge_state": knowledge_state_table,
+    "next_steps": next_steps_table,
+    "analyst_insights": analyst_insights_table,
 }
 
 
@@ -298,6 +339,15 @@ class SQLProjectionStore:
                     connection.exec_driver_sql(
                         f"CREATE OR REPLACE VIEW {view} AS {select}"
                     )
+
+    def fetch_live(
+        self, projection: str, table: str, keys: Collection[Key]
+    ) -> dict[Key, Row]:
+        """Return rows of a projection's live table by primary key, outside a batch."""
+        state = self.states()[projection]
+        physical = {table: self.generation_table(table, state.generation)}
+        with self.engine.connect() as connection:
+            return SQLRowStore(connection, physical, self.dialect).fetch(table, keys)
 
     def count_rows(self, table: str) -> int:
         """Return how many rows the live view of a table shows."""

@@ -87,7 +87,15 @@ class EmbeddedPipeline:
         await asyncio.to_thread(self.store.close)
 
 
-async def start_embedded_pipeline(settings: Settings, redis: Redis) -> EmbeddedPipeline:
+# How long a stopping `serve` lets the projections catch up with the last events.
+PROJECTIONS_DRAIN_SECONDS = 10.0
+
+
+async def start_embedded_pipeline(
+    settings: Settings,
+    redis: Redis,
+    drain_seconds: float = PROJECTIONS_DRAIN_SECONDS,
+) -> EmbeddedPipeline:
     """Start relay and worker as tasks of this process."""
     outbox = RedisEventOutbox(redis, settings.shards)
     await outbox.ensure_groups()
@@ -107,6 +115,11 @@ async def start_embedded_pipeline(settings: Settings, redis: Redis) -> EmbeddedP
     pipeline.projections = threading.Thread(
         target=run_projections,
         args=(settings, pipeline.stop_projections),
+        kwargs={
+            "redis": redis,
+            "loop": asyncio.get_running_loop(),
+            "drain_seconds": drain_seconds,
+        },
         name="projections",
         daemon=True,
     )

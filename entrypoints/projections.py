@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -10,6 +11,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from tutorlane.adapters.event_feed import EventStoreFeed
 from tutorlane.adapters.event_store import (
     EventStore,
@@ -17,18 +20,27 @@ from tutorlane.adapters.event_store import (
     open_event_store,
 )
 from tutorlane.adapters.flow_files import load_courses
+from tutorlane.adapters.redis_sessions import RedisSessionStore
 from tutorlane.adapters.sql_projections import SQLProjectionStore
+from tutorlane.commands.plan_next_steps import PlanNextSteps
+from tutorlane.domain.navigator import Navigator
+from tutorlane.entrypoints.agents import StudentAgents
 from tutorlane.entrypoints.settings import Settings
+from tutorlane.projections.analyst_insights import AnalystInsightsProjection
 from tutorlane.projections.base import Projection, ProjectionState
 from tutorlane.projections.interaction_log import InteractionLogProjection
 from tutorlane.projections.knowledge_state import (
     KnowledgeStateProjection,
     SkillParameters,
 )
+from tutorlane.projections.next_steps import NextStepsProjection
 from tutorlane.projections.rebuild import Progress, ProjectionRebuild, RebuildReport
 from tutorlane.projections.runner import LIVE_BATCH, ProjectionRunner
 
 logger = logging.getLogger(__name__)
+
+# How long a stopping runner lets the Analyst's calls in flight finish.
+AGENTS_DRAIN_SECONDS = 10.0
 
 
 class UnknownProjection(LookupError):
@@ -64,9 +76,12 @@ class ReadSide:
 def build_projections(settings: Settings) -> list[Projection]:
     """Return every projection, configured from the course files."""
     courses = load_courses(settings.flows)
+    parameters = SkillParameters(courses)
     return [
         InteractionLogProjection(),
-        KnowledgeStateProjection(SkillParameters(courses)),
+        KnowledgeStateProjection(parameters),
+        NextStepsProjection(courses, parameters),
+        AnalystInsightsProjection(),
     ]
 
 
@@ -83,21 +98,80 @@ def process_owner() -> str:
 
 
 def run_projections(
-    settings: Settings, stop: threading.Event, batch_size: int = LIVE_BATCH
+    settings: Settings,
+    stop: threading.Event,
+    batch_size: int = LIVE_BATCH,
+    redis: Redis | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    drain_seconds: float = 0.0,
 ) -> None:
-    """Keep every projection current until `stop` is set (blocking)."""
+    """Keep every projection current until `stop` is set (blocking).
+
+    The Navigator writes plans back through `redis`, whose event `loop` runs
+    elsewhere (`serve`'s own, in the embedded default); without them, through a
+    client of TUTORLANE_REDIS_URL on a loop of this function's, or not at all.
+    """
     read_side = open_read_side(settings)
+    own_loop: asyncio.AbstractEventLoop | None = None
+    if redis is None and settings.redis_url is not None:
+        own_loop = asyncio.new_event_loop()
+        threading.Thread(target=own_loop.run_forever, daemon=True).start()
+        redis, loop = Redis.from_url(settings.redis_url), own_loop
+    agents = None
+    if redis is not None and loop is not None:
+        agents = build_agents(settings, read_side, redis, loop)
+    else:
+        logger.info("Navigator plans stay in next_steps: no Redis to write them to")
     try:
         runner = ProjectionRunner(
-            read_side.projections, read_side.tables, read_side.feed
+            read_side.projections,
+            read_side.tables,
+            read_side.feed,
+            batch_size=batch_size,
+            after_commit=agents.after_commit if agents else None,
         )
         logger.info(
             "projection runner started: %s",
             ", ".join(projection.name for projection in read_side.projections),
         )
-        runner.run(stop)
+        runner.run(stop, drain_seconds=drain_seconds)
+        if agents is not None and drain_seconds:
+            # The analyses in flight become events: project them too.
+            agents.wait_for_analyses(AGENTS_DRAIN_SECONDS)
+            runner.drain(drain_seconds)
     finally:
+        if agents is not None:
+            agents.wait_for_analyses(AGENTS_DRAIN_SECONDS)
+        if own_loop is not None:
+            asyncio.run_coroutine_threadsafe(_close(redis), own_loop).result(5)
+            own_loop.call_soon_threadsafe(own_loop.stop)
         read_side.close()
+
+
+async def _close(redis: Redis | None) -> None:
+    if redis is not None:
+        await redis.aclose()
+
+
+def build_agents(
+    settings: Settings,
+    read_side: ReadSide,
+    redis: Redis,
+    loop: asyncio.AbstractEventLoop,
+) -> StudentAgents:
+    """Return the Navigator's write-back and the Analyst, for the served course."""
+    from tutorlane.bootstrap import build_analysis, pick_course
+
+    course = pick_course(settings)
+    sessions = RedisSessionStore(redis, shards=settings.shards)
+    planners = {course.id: PlanNextSteps(sessions, Navigator(course))}
+    return StudentAgents(
+        read_side.tables,
+        read_side.store,
+        loop,
+        planners,
+        build_analysis(settings, course),
+    )
 
 
 def rebuild_projection(

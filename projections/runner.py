@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -196,9 +197,29 @@ class ProjectionRunner:
             self._warned.add((projection.name, reason))
             logger.warning(message, projection.name)
 
-    def run(self, stop: threading.Event, idle_seconds: float = IDLE_SECONDS) -> None:
-        """Keep the projections current until `stop` is set."""
+    def run(
+        self,
+        stop: threading.Event,
+        idle_seconds: float = IDLE_SECONDS,
+        drain_seconds: float = 0.0,
+    ) -> None:
+        """Keep the projections current until `stop` is set.
+
+        With `drain_seconds`, once stopped it goes on for up to that long while
+        there are events left to apply.
+        """
         self.prepare()
+        self.follow(stop, idle_seconds)
+        self.drain(drain_seconds)
+
+    def drain(self, seconds: float) -> None:
+        """Apply what events are left, for up to `seconds`."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.run_once():
+            pass
+
+    def follow(self, stop: threading.Event, idle_seconds: float) -> None:
+        """Apply batches as events arrive until `stop` is set."""
         while not stop.is_set():
             try:
                 applied = self.run_once()

@@ -8,7 +8,13 @@ from typing import Any
 from tutorlane.adapters.codecs import event_to_json, event_topic
 from tutorlane.adapters.event_store import EventStore
 from tutorlane.commands.ports import NewRecord
-from tutorlane.domain.events import AnswerSubmitted, Event, HintGiven, event_id_for
+from tutorlane.domain.events import (
+    AnalysisRecorded,
+    AnswerSubmitted,
+    Event,
+    HintGiven,
+    event_id_for,
+)
 
 COURSE = "maths-primary"
 START = 1_780_000_000.0
@@ -55,6 +61,20 @@ def hint(student: str, seq: int, *, skill: str = "place-value") -> HintGiven:
         node="pv-1",
         skill=skill,
         hint_number=1,
+    )
+
+
+def analysis(student: str, skill: str, salt: int) -> AnalysisRecorded:
+    """Return an analysis of one of a student's skills, as the Analyst records it."""
+    fields = _common(student, 1, COURSE)
+    return AnalysisRecorded(
+        **{**fields, "event_id": f"{student}-{skill}-{salt}-{START}"},
+        skill=skill,
+        trigger="wrong-streak",
+        misconception="counts places from the left",
+        evidence="wrote 3 for the tens of 3,706",
+        remediation_node="pv-1",
+        model="test-model",
     )
 
 

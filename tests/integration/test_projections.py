@@ -25,30 +25,42 @@ from tutorlane.adapters.event_store import (
     create_event_store_engine,
     open_event_store,
 )
+from tutorlane.adapters.flow_files import SHIPPED_FLOWS, load_course_file
 from tutorlane.adapters.schema import current_revision, head_revision, upgrade_database
 from tutorlane.adapters.sql_projections import (
+    TABLE_DEFINITIONS,
     SQLProjectionStore,
-    interaction_log_table,
-    knowledge_state_table,
     projection_state_table,
 )
 from tutorlane.domain.course import BKTParameters
 from tutorlane.domain.events import Event
+from tutorlane.entrypoints.agents import record_analysis
+from tutorlane.projections.analyst_insights import AnalystInsightsProjection
 from tutorlane.projections.base import LoggedEvent, Projection, RowStore
 from tutorlane.projections.interaction_log import InteractionLogProjection
 from tutorlane.projections.knowledge_state import (
     KnowledgeStateProjection,
     SkillParameters,
 )
+from tutorlane.projections.next_steps import NextStepsProjection
 from tutorlane.projections.rebuild import (
     LostLease,
     ProjectionRebuild,
     RebuildRunning,
 )
 from tutorlane.projections.runner import ProjectionRunner
-from tutorlane.tests.history import COURSE, Students, answer, hint, record
+from tutorlane.tests.history import (
+    COURSE,
+    Students,
+    analysis,
+    answer,
+    hint,
+    record,
+)
 
 SKILLS = ("place-value", "addition", "fractions")
+COURSES = {COURSE: load_course_file(SHIPPED_FLOWS / "maths-primary.yaml")}
+VIEWS = ("interaction_log", "knowledge_state", "next_steps", "analyst_insights")
 PARAMETERS = SkillParameters(
     {}, {(COURSE, skill): BKTParameters(0.3, 0.1, 0.2, 0.1) for skill in SKILLS}
 )
@@ -65,6 +77,8 @@ class ReadModels:
         self.projections: list[Projection] = [
             InteractionLogProjection(),
             KnowledgeStateProjection(PARAMETERS),
+            NextStepsProjection(COURSES, PARAMETERS),
+            AnalystInsightsProjection(),
         ]
 
     def runner(self, batch_size: int = 1000) -> ProjectionRunner:
@@ -87,7 +101,7 @@ class ReadModels:
         """Every row of every live view, sorted: what analysts see."""
         snapshot = {}
         with self.tables.engine.connect() as connection:
-            for view in ("interaction_log", "knowledge_state"):
+            for view in VIEWS:
                 result = connection.exec_driver_sql(f"SELECT * FROM {view}")
                 snapshot[view] = sorted(tuple(row) for row in result)
         return snapshot
@@ -149,8 +163,8 @@ def test_migrations_create_the_tables_the_code_defines(database_url: str) -> Non
 
     expected = sa.MetaData()
     projection_state_table(expected)
-    interaction_log_table(expected, "interaction_log_g1")
-    knowledge_state_table(expected, "knowledge_state_g1")
+    for name, define in TABLE_DEFINITIONS.items():
+        define(expected, f"{name}_g1")
     engine = create_event_store_engine(database_url)
     with engine.connect() as connection:
         context = MigrationContext.configure(
@@ -213,7 +227,7 @@ def test_the_runner_applies_each_event_once_and_records_its_position(
     assert len(rows["interaction_log"]) == len(events)
     assert sum(row[5] for row in rows["knowledge_state"]) == len(events)
     head = models.feed.head()
-    assert models.positions() == {"interaction_log": head, "knowledge_state": head}
+    assert set(models.positions().values()) == {head}
 
 
 class Crash(Exception):
@@ -396,7 +410,7 @@ history = st.lists(
         st.integers(0, 4),  # student
         st.sampled_from(SKILLS),
         st.booleans(),  # correct
-        st.booleans(),  # an answer, or a hint
+        st.sampled_from(["answer", "hint", "analysis"]),
         st.integers(1, 6),  # events the worker commits together
     ),
     min_size=1,
@@ -409,12 +423,15 @@ def _live_equals_rebuild(url: str, steps: list[Any], batch_size: int) -> None:
     try:
         seqs = Students()
         pending: list[Event] = []
-        for number, skill, correct, is_answer, commit_after in steps:
+        for number, skill, correct, kind, commit_after in steps:
             student = f"s{number}"
+            if kind == "analysis":
+                record_analysis(models.store, analysis(student, skill, len(pending)))
+                continue
             seq = seqs.next_seq(student)
             pending.append(
                 answer(student, seq, correct=correct, skill=skill)
-                if is_answer
+                if kind == "answer"
                 else hint(student, seq, skill=skill)
             )
             if len(pending) >= commit_after:

@@ -1,0 +1,177 @@
+"""The slow lane's agents, run after each committed batch of next steps.
+
+The Navigator writes each student's fresh plan into their Redis session (checked
+against the session's version, so that a stale plan is dropped); the Analyst is
+asked about triggering events and its answer is recorded as an event. Both run only
+behind the live runner, never in a rebuild: a rebuild reads recorded analyses and
+asks no one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+
+from tutorlane.adapters.codecs import event_from_json, event_to_json, event_topic
+from tutorlane.adapters.event_store import EventStore
+from tutorlane.adapters.sql_projections import SQLProjectionStore
+from tutorlane.commands.analyse_student import AnalyseStudent
+from tutorlane.commands.plan_next_steps import PlanNextSteps
+from tutorlane.commands.ports import NewRecord
+from tutorlane.domain.analysis import Trigger, find_trigger
+from tutorlane.domain.events import (
+    AnalysisRecorded,
+    AnswerSubmitted,
+    CourseCompleted,
+    Event,
+)
+from tutorlane.projections.base import LoggedEvent, Projection
+from tutorlane.projections.next_steps import NEXT_STEPS, StudentProgress
+
+logger = logging.getLogger(__name__)
+
+# How long the runner waits for plans to reach Redis before its next batch.
+PLAN_WAIT_SECONDS = 5.0
+
+
+def analysis_stream(student: str) -> str:
+    """Return the name of the stream a student's analyses are recorded in."""
+    return f"analysis:{student}"
+
+
+class StudentAgents:
+    """What happens after the next steps of some students changed."""
+
+    def __init__(
+        self,
+        tables: SQLProjectionStore,
+        store: EventStore,
+        loop: asyncio.AbstractEventLoop,
+        planners: Mapping[str, PlanNextSteps],
+        analysis: AnalyseStudent | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tables = tables
+        self.store = store
+        self.loop = loop
+        self.planners = planners
+        self.analysis = analysis
+        self.clock = clock
+        self.pending: set[concurrent.futures.Future[None]] = set()
+
+    def after_commit(
+        self, projection: Projection, events: Sequence[LoggedEvent]
+    ) -> None:
+        """React to a committed batch of the next_steps projection."""
+        if projection.name != NEXT_STEPS:
+            return
+        students = sorted(
+            {
+                logged.event.student
+                for logged in events
+                if not isinstance(logged.event, AnalysisRecorded)
+            }
+        )
+        if not students:
+            return
+        rows = self.tables.fetch_live(
+            NEXT_STEPS, NEXT_STEPS, [(student,) for student in students]
+        )
+        progress = {key[0]: StudentProgress.from_row(row) for key, row in rows.items()}
+
+        self.write_plans(progress)
+        if self.analysis is not None:
+            for logged in events:
+                self.consider_analysis(logged.event, progress)
+
+    def write_plans(self, progress: Mapping[str, StudentProgress]) -> None:
+        """Write each student's plan into their session, and wait for Redis."""
+        now = self.clock()
+        calls = [
+            planner.plan(
+                student,
+                state.knowledge,
+                state.last_seen,
+                state.recent,
+                state.last_seq,
+                now,
+            )
+            for student, state in progress.items()
+            if (planner := self.planners.get(state.course)) is not None
+        ]
+        if not calls:
+            return
+        done = asyncio.run_coroutine_threadsafe(_gather(calls), self.loop)
+        try:
+            done.result(timeout=PLAN_WAIT_SECONDS)
+        except Exception:
+            # NOTE: the fast lane falls back on the course graph; nothing waits.
+            logger.warning("plans not written back to Redis", exc_info=True)
+
+    def consider_analysis(
+        self, event: Event, progress: Mapping[str, StudentProgress]
+    ) -> None:
+        """Ask the Analyst about `event` in the background if it is a trigger."""
+        wrong = isinstance(event, AnswerSubmitted) and not event.correct
+        if not (wrong or isinstance(event, CourseCompleted)):
+            return
+        state = progress.get(event.student)
+        if state is None:
+            return
+        answers = [
+            recorded
+            for recorded in self.store_history(event.student)
+            if isinstance(recorded, AnswerSubmitted)
+        ]
+        trigger = find_trigger(event, answers, state.knowledge)
+        if trigger is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(
+            self.analyse(trigger, answers, state), self.loop
+        )
+        self.pending.add(future)
+        future.add_done_callback(self.pending.discard)
+
+    def store_history(self, student: str) -> list[Event]:
+        """Return the student's recorded events (the Analyst's evidence)."""
+        return [event_from_json(row.state) for row in self.store.events_of(student)]
+
+    async def analyse(
+        self, trigger: Trigger, answers: list[AnswerSubmitted], state: StudentProgress
+    ) -> None:
+        """Run the Analyst on one trigger and record what it found."""
+        assert self.analysis is not None
+        try:
+            analysed = await self.analysis.analyse(trigger, answers, state.knowledge)
+            if analysed.event is not None:
+                await asyncio.to_thread(record_analysis, self.store, analysed.event)
+        except Exception:
+            logger.exception("analysis of student=%s failed", trigger.event.student)
+
+    def wait_for_analyses(self, seconds: float) -> None:
+        """Wait for the analyses in flight, as a stopping process should."""
+        concurrent.futures.wait(list(self.pending), timeout=seconds)
+
+
+async def _gather(calls: Sequence[Coroutine[Any, Any, Any]]) -> None:
+    await asyncio.gather(*calls)
+
+
+def record_analysis(store: EventStore, analysis: AnalysisRecorded) -> None:
+    """Append an analysis to its student's analysis stream, at the next number."""
+    stream = analysis_stream(analysis.student)
+    for _ in range(3):
+        seq = store.last_seqs([stream])[stream] + 1
+        record = NewRecord(stream, seq, event_topic(analysis), event_to_json(analysis))
+        try:
+            store.append([record])
+            return
+        except IntegrityError:
+            continue  # another process took the number first
+    raise RuntimeError(f"could not number an analysis in {stream} after 3 tries")
