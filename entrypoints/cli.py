@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from tutorlane.entrypoints.settings import Settings
 
 
+# NOTE: longer than a client's idle pool timeout: a server that closes an idle
+# connection while a client reuses it makes that request fail without an answer.
+KEEP_ALIVE_SECONDS = 30
+
+
 def load_settings() -> Settings:
     """Read settings from the environment, or exit with what is wrong."""
     from pydantic import ValidationError
@@ -96,6 +101,7 @@ def serve(host: str, port: int, workers: int) -> None:
             log_level="warning",
             lifespan="on",
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         return
 
@@ -107,6 +113,7 @@ def serve(host: str, port: int, workers: int) -> None:
         "--bind", f"{host}:{port}",
         "--no-control-socket",
         "--log-level", "warning",
+        "--keep-alive", str(KEEP_ALIVE_SECONDS),
         "tutorlane.entrypoints.asgi:app",
     ]  # fmt: skip
     # Replace this process, so that signals reach gunicorn directly.

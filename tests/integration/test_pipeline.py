@@ -19,6 +19,7 @@ import aio_pika
 import httpx
 import pytest
 import redis
+import sqlalchemy as sa
 
 from tutorlane.adapters.event_store import open_event_store
 from tutorlane.adapters.pseudonyms import Pseudonymiser
@@ -32,6 +33,7 @@ SECRET = "pipeline-secret-0123456789"
 PSEUDONYM_KEY = "pipeline-test-pseudonym-key-0123"
 QUEUES = 4
 SCRIPT = ["hi", "500", "7", "hint", "0", "skip", "6,509", "help", "12"]
+SCRIPT_ANSWERS = 5  # the messages of SCRIPT that answer a question
 _phones = itertools.count(918800000000)
 
 
@@ -99,14 +101,21 @@ class Pipeline:
             tmp / "worker.log",
         )
 
+        self.projections = Process(
+            ["projections", "run"],
+            {**common, "TUTORLANE_DATABASE_URL": database_url},
+            tmp / "projections.log",
+        )
+
     def start(self) -> None:
         self.serve.start()
         self.serve.wait_until(http_up(f"{self.base}/healthz"))
         self.relay.start()
         self.worker.start()
+        self.projections.start()
 
     def stop(self) -> None:
-        for process in (self.serve, self.relay, self.worker):
+        for process in (self.serve, self.relay, self.worker, self.projections):
             process.stop()
         self.amqp_proxy.close()
         self.database_proxy.close()
@@ -191,6 +200,30 @@ class Pipeline:
 
         return asyncio.run(load())
 
+    def count(self, table: str) -> int:
+        """Return the rows of a read model."""
+        engine = sa.create_engine(self.database_url)
+        try:
+            with engine.connect() as connection:
+                statement = sa.text(f"SELECT COUNT(*) FROM {table}")
+                return int(connection.execute(statement).scalar_one())
+        finally:
+            engine.dispose()
+
+    def plans(self, phones: list[str]) -> list[tuple[str, ...]]:
+        """Return each student's plan, from their sessions."""
+        pseudonymise = Pseudonymiser(PSEUDONYM_KEY.encode())
+
+        async def load() -> list[tuple[str, ...]]:
+            client = redis.asyncio.Redis.from_url(self.redis_url)
+            try:
+                store = RedisSessionStore(client)
+                return [(await store.load(pseudonymise(p))).plan for p in phones]
+            finally:
+                await client.aclose()
+
+        return asyncio.run(load())
+
     def outbox_length(self) -> int:
         client = redis.asyncio.Redis.from_url(self.redis_url)
 
@@ -245,11 +278,25 @@ def pipeline(
 
 
 def test_every_answer_reaches_the_event_store_once_in_order(pipeline: Pipeline) -> None:
-    pipeline.chat(students=60)
+    phones = pipeline.chat(students=60)
 
     pipeline.wait_until_recorded()
     pipeline.assert_exactly_once_in_order()
     assert pipeline.outbox_length() == 0
+
+    # ... and the read models, with plans written back into the sessions.
+    answers = SCRIPT_ANSWERS * len(phones)
+    wait_for(
+        lambda: pipeline.count("interaction_log") == answers,
+        60,
+        on_each=pipeline.projections.check_running,
+        what=f"{answers} rows in interaction_log",
+    )
+    assert pipeline.count("next_steps") == len(phones)
+    assert pipeline.count("knowledge_state") > 0
+    wait_for(
+        lambda: all(pipeline.plans(phones)), 30, what="every student's plan in Redis"
+    )
 
 
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
