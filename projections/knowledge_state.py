@@ -28,29 +28,35 @@ ParameterLookup = Callable[[str, str], BKTParameters]
 
 
 class SkillParameters:
-    """BKT parameters by (course, skill): fitted ones first, then the course's own."""
+    """BKT parameters of each skill: fitted ones first, then the course's own."""
 
     def __init__(
         self,
         courses: Mapping[str, Course],
-        fitted: Mapping[tuple[str, str], BKTParameters] | None = None,
+        fitted: Mapping[str, BKTParameters] | None = None,
     ) -> None:
-        self.table: dict[tuple[str, str], BKTParameters] = {
+        self.declared: dict[tuple[str, str], BKTParameters] = {
             (course.id, skill.id): skill.bkt
             for course in courses.values()
             for skill in course.skills.values()
         }
-        self.table.update(fitted or {})
+        self.fitted = dict(fitted or {})
 
     def __call__(self, course: str, skill: str) -> BKTParameters:
         """Return the parameters of `skill` in `course`."""
-        return self.table.get((course, skill), DEFAULT_PARAMETERS)
+        fitted = self.fitted.get(skill)
+        if fitted is not None:
+            return fitted
+        return self.declared.get((course, skill), DEFAULT_PARAMETERS)
 
     def fingerprint(self) -> str:
         """Return a short digest of every parameter, to tell when they changed."""
         listing = sorted(
             (course, skill, params.prior, params.learn, params.guess, params.slip)
-            for (course, skill), params in self.table.items()
+            for (course, skill), params in [
+                *self.declared.items(),
+                *((("*", skill), params) for skill, params in self.fitted.items()),
+            ]
         )
         encoded = json.dumps(listing, separators=(",", ":")).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]

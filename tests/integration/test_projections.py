@@ -62,7 +62,7 @@ SKILLS = ("place-value", "addition", "fractions")
 COURSES = {COURSE: load_course_file(SHIPPED_FLOWS / "maths-primary.yaml")}
 VIEWS = ("interaction_log", "knowledge_state", "next_steps", "analyst_insights")
 PARAMETERS = SkillParameters(
-    {}, {(COURSE, skill): BKTParameters(0.3, 0.1, 0.2, 0.1) for skill in SKILLS}
+    {}, {skill: BKTParameters(0.3, 0.1, 0.2, 0.1) for skill in SKILLS}
 )
 
 
@@ -271,7 +271,7 @@ def test_the_runner_leaves_a_projection_built_with_other_parameters_alone(
     before = models.rows()["knowledge_state"]
 
     refitted = SkillParameters(
-        {}, {(COURSE, skill): BKTParameters(0.5, 0.2, 0.1, 0.05) for skill in SKILLS}
+        {}, {skill: BKTParameters(0.5, 0.2, 0.1, 0.05) for skill in SKILLS}
     )
     other = KnowledgeStateProjection(refitted)
     record(models.store, [answer("student-0", 4, correct=True)])

@@ -55,9 +55,7 @@ REFERENCE = BKTParameters(prior=0.3, learn=0.1, guess=0.2, slip=0.1)
 
 def reference_parameters() -> SkillParameters:
     """The issue's reference parameters for two skills of the course."""
-    return SkillParameters(
-        {}, {(COURSE, "place-value"): REFERENCE, (COURSE, "addition"): REFERENCE}
-    )
+    return SkillParameters({}, {"place-value": REFERENCE, "addition": REFERENCE})
 
 
 def test_knowledge_state_follows_the_reference_vector_across_batches() -> None:
@@ -131,7 +129,7 @@ def test_fitted_parameters_win_over_the_course_and_change_the_fingerprint() -> N
     from_course = SkillParameters({COURSE: course})
     fitted = SkillParameters(
         {COURSE: course},
-        {(COURSE, "place-value"): BKTParameters(0.5, 0.2, 0.1, 0.05)},
+        {"place-value": BKTParameters(0.5, 0.2, 0.1, 0.05)},
     )
 
     declared = course.skills["place-value"].bkt
