@@ -178,6 +178,49 @@ def wait_replies_sent(client: redis.Redis, seconds: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def children(pid: int) -> list[int]:
+    """Return the ids of a process's children (gunicorn's workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as file:
+            return [int(child) for child in file.read().split()]
+    except OSError:
+        return []
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the CPU time (user + system) the processes have used, in seconds."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+class CpuMeter:
+    """CPU time used by each group of processes between start() and per_message()."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.started: dict[str, float] = {}
+
+    def start(self) -> None:
+        """Note the CPU time used so far."""
+        self.started = {name: cpu_seconds(pids) for name, pids in self.groups.items()}
+        self.started["load_generator"] = sum(os.times()[:2])
+
+    def per_message(self, messages: int) -> dict[str, float]:
+        """Return microseconds of CPU per message of each group since start()."""
+        used = {name: cpu_seconds(pids) for name, pids in self.groups.items()}
+        used["load_generator"] = sum(os.times()[:2])
+        return {
+            name: (used[name] - self.started[name]) / messages * 1e6 for name in used
+        }
+
+
 def percentile(latencies: list[float], cut: int) -> float:
     """Return the `cut`th percentile in milliseconds."""
     return statistics.quantiles(latencies, n=100)[cut - 1] * 1000
@@ -189,7 +232,12 @@ def check(outcome: Outcome, what: str) -> None:
         raise SystemExit(f"{what}: answers other than 200: {outcome.statuses}")
 
 
-def measure(args: argparse.Namespace, fast_port: int, floor_port: int) -> None:
+def measure(
+    args: argparse.Namespace,
+    fast_port: int,
+    floor_port: int,
+    processes: dict[str, subprocess.Popen[bytes]],
+) -> None:
     """Load both servers in turn and print the figures."""
     install_uvloop()
     client = redis.Redis.from_url(REDIS_URL)
@@ -207,6 +255,15 @@ def measure(args: argparse.Namespace, fast_port: int, floor_port: int) -> None:
         asyncio.run(closed_loop(target, students.messages(), args.connections, 2.0))
     wait_replies_sent(client)
 
+    floor_cpu = CpuMeter({"floor_workers": children(processes["floor"].pid)})
+    fast_cpu = CpuMeter(
+        {
+            "fast_lane_workers": children(processes["serve"].pid),
+            "imitation": [processes["imitation"].pid],
+        }
+    )
+
+    floor_cpu.start()
     floor_max = asyncio.run(
         closed_loop(
             floor, floor_students.messages(), args.connections, args.floor_seconds
@@ -214,6 +271,7 @@ def measure(args: argparse.Namespace, fast_port: int, floor_port: int) -> None:
     )
     check(floor_max, "floor")
     floor_rate = floor_max.count / floor_max.elapsed
+    floor_costs = floor_cpu.per_message(floor_max.count)
     report(
         "floor_messages_per_second",
         floor_rate,
@@ -222,12 +280,14 @@ def measure(args: argparse.Namespace, fast_port: int, floor_port: int) -> None:
         **context,
     )
 
+    fast_cpu.start()
     began = time.perf_counter()
     fast_max = asyncio.run(
         closed_loop(fast, fast_students.messages(args.students), args.connections)
     )
     wait_replies_sent(client)
     elapsed = time.perf_counter() - began
+    fast_costs = fast_cpu.per_message(fast_max.count)
     check(fast_max, "fast lane")
     fast_rate = fast_max.count / elapsed
     report(
@@ -240,6 +300,11 @@ def measure(args: argparse.Namespace, fast_port: int, floor_port: int) -> None:
         **context,
     )
     report("fast_lane_to_floor_ratio", fast_rate / floor_rate, "x", **context)
+    for phase, costs in (("floor", floor_costs), ("fast_lane", fast_costs)):
+        for group, micros in costs.items():
+            report(
+                f"{phase}_cpu_per_message_{group}", micros, "us", phase=phase, **context
+            )
 
     for name, target, students, rate in (
         ("floor", floor, floor_students, floor_rate / 2),
@@ -297,23 +362,23 @@ def main() -> None:
         "TUTORLANE_VAR": str(logs / "var"),
     }
     imitation_command = ["-m", "tutorlane", "dev", "swiftchat-imitation"]
-    processes = [
+    processes = dict(zip(("imitation", "serve", "floor"), [
         start([*imitation_command, "--port", str(imitation_port)], env,
               logs / "imitation.log"),
         start(["-m", "tutorlane", "serve", "--port", str(fast_port),
                "--workers", str(args.workers)], env, logs / "serve.log"),
         start(gunicorn("tutorlane.bench.floor_app:app", floor_port, args.workers),
               env, logs / "floor.log"),
-    ]  # fmt: skip
+    ], strict=True))  # fmt: skip
     try:
-        wait_up(f"http://127.0.0.1:{imitation_port}/_script", processes[0])
-        wait_up(f"http://127.0.0.1:{fast_port}/healthz", processes[1])
-        wait_up(f"http://127.0.0.1:{floor_port}/healthz", processes[2])
-        measure(args, fast_port, floor_port)
+        wait_up(f"http://127.0.0.1:{imitation_port}/_script", processes["imitation"])
+        wait_up(f"http://127.0.0.1:{fast_port}/healthz", processes["serve"])
+        wait_up(f"http://127.0.0.1:{floor_port}/healthz", processes["floor"])
+        measure(args, fast_port, floor_port, processes)
     finally:
-        for process in processes:
+        for process in processes.values():
             process.terminate()
-        for process in processes:
+        for process in processes.values():
             process.wait()
         print(f"server logs in {logs}", file=sys.stderr)
 

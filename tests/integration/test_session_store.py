@@ -95,6 +95,54 @@ async def test_confirmed_replies_leave_the_outbox(store: RedisSessionStore) -> N
     assert await store.unconfirmed(shard, time.time() + 60, 10) == []
 
 
+async def test_confirms_of_one_moment_share_one_round_trip_and_all_take_effect(
+    store: RedisSessionStore, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    students = [f"pseudo-{n}" for n in range(40)]
+    entries = [
+        (
+            student,
+            await store.commit(student, 0, Session(version=1), PHONE, Reply("x"), []),
+        )
+        for student in students
+    ]
+    pipelines = 0
+    make_pipeline = redis_client.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pipelines
+        pipelines += 1
+        return make_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(redis_client, "pipeline", counting_pipeline)
+
+    await asyncio.gather(*(store.confirm(student, entry) for student, entry in entries))
+
+    assert pipelines == 1
+    for shard in range(store.shards):
+        assert await redis_client.xlen(store.replies_key(shard)) == 0
+
+
+async def test_a_confirm_that_cannot_reach_redis_raises_in_every_caller(
+    store: RedisSessionStore, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry_id = await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("x"), [])
+
+    def broken_pipeline(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(redis_client, "pipeline", broken_pipeline)
+    results = await asyncio.gather(
+        store.confirm(STUDENT, entry_id),
+        store.confirm("pseudo-2", "1-1"),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(result, ConnectionError) for result in results)
+    shard = shard_of(STUDENT, store.shards)
+    assert await redis_client.xlen(store.replies_key(shard)) == 1
+
+
 async def test_only_replies_older_than_the_grace_period_count_as_unconfirmed(
     store: RedisSessionStore,
 ) -> None:
