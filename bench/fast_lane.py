@@ -58,6 +58,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from tutorlane.adapters.redis_sessions import DEFAULT_SHARDS as SHARDS
+from tutorlane.adapters.redis_sessions import shard_tag
 from tutorlane.bench.loadgen import Outcome, Target, closed_loop, install_uvloop
 from tutorlane.bench.loadgen import open_loop as run_open_loop
 
@@ -165,8 +167,10 @@ def gunicorn(app: str, port: int, workers: int) -> list[str]:
 
 def replies_waiting(client: redis.Redis) -> int:
     """Return how many replies the outbox still holds (sent, not yet confirmed)."""
-    keys = list(client.scan_iter(match="tl:*:r", count=1000))
-    return sum(int(client.xlen(key)) for key in keys)
+    pipe = client.pipeline(transaction=False)
+    for shard in range(SHARDS):
+        pipe.xlen(f"{shard_tag(shard)}:r")
+    return sum(pipe.execute())
 
 
 def wait_replies_sent(client: redis.Redis, seconds: float = 120.0) -> None:
