@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from tutorlane.adapters.event_store import (
     EventStore,
@@ -19,7 +20,7 @@ from tutorlane.adapters.event_store import (
 )
 from tutorlane.adapters.flow_files import load_courses
 from tutorlane.adapters.pseudonyms import Pseudonymiser, load_or_create_key
-from tutorlane.adapters.redis_sessions import RedisSessionStore
+from tutorlane.adapters.redis_sessions import RedisClient, RedisSessionStore
 from tutorlane.adapters.reply_sink import LocalReplySink
 from tutorlane.adapters.swiftchat_client import SwiftChatClient
 from tutorlane.commands.deliver_replies import ReplyDelivery
@@ -45,7 +46,7 @@ class Runtime:
     settings: Settings
     secret: str
     course: Course
-    redis: Redis
+    redis: RedisClient
     store: RedisSessionStore
     handler: MessageHandler
     delivery: ReplyDelivery
@@ -90,13 +91,18 @@ def pick_course(settings: Settings) -> Course:
 REDIS_CONNECTIONS = 128
 
 
-def connect_redis(settings: Settings) -> Redis:
+def connect_redis(settings: Settings) -> RedisClient:
     """Return a client of the configured Redis, or of an in-process fakeredis."""
     if settings.redis_url is None:
         import fakeredis
 
         client: Redis = fakeredis.FakeAsyncRedis()
         return client
+    if settings.redis_cluster:
+        # Any node's URL will do: the client discovers the others and their slots.
+        return RedisCluster.from_url(
+            settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0
+        )
     return Redis.from_url(
         settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0
     )

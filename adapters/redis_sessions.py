@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from tutorlane.adapters.codecs import (
     CorruptRecord,
@@ -36,6 +37,9 @@ from tutorlane.domain.messages import Reply
 from tutorlane.domain.session import Session
 
 logger = logging.getLogger(__name__)
+
+# A single Redis or a Redis Cluster: every key of a script shares one hash slot.
+RedisClient = Redis | RedisCluster
 
 DEFAULT_SHARDS = 16
 SESSION_TTL_SECONDS = 60 * 60 * 24 * 30
@@ -76,7 +80,7 @@ class RedisSessionStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         shards: int = DEFAULT_SHARDS,
         session_ttl: int = SESSION_TTL_SECONDS,
         max_in_flight: int = 128,
@@ -211,7 +215,7 @@ class _ConfirmBatch:
     removed, and the sweeper sends the reply again).
     """
 
-    def __init__(self, redis: Redis, replies_key: Callable[[int], str]) -> None:
+    def __init__(self, redis: RedisClient, replies_key: Callable[[int], str]) -> None:
         self.redis = redis
         self.replies_key = replies_key
         self._waiting: dict[int, list[str]] = {}

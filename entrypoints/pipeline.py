@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from tutorlane.adapters.event_store import EventStore, open_event_store
 from tutorlane.adapters.memory_bus import InProcessBus
@@ -19,6 +20,7 @@ from tutorlane.adapters.rabbitmq import (
     Topology,
 )
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
+from tutorlane.adapters.redis_sessions import RedisClient
 from tutorlane.commands.ports import EventPublisher
 from tutorlane.commands.record_events import EventRecorder
 from tutorlane.commands.relay_events import EventRelay
@@ -80,7 +82,9 @@ class EmbeddedPipeline:
         await asyncio.to_thread(self.store.close)
 
 
-async def start_embedded_pipeline(settings: Settings, redis: Redis) -> EmbeddedPipeline:
+async def start_embedded_pipeline(
+    settings: Settings, redis: RedisClient
+) -> EmbeddedPipeline:
     """Start relay and worker as tasks of this process."""
     outbox = RedisEventOutbox(redis, settings.shards)
     await outbox.ensure_groups()
@@ -102,7 +106,12 @@ async def start_embedded_pipeline(settings: Settings, redis: Redis) -> EmbeddedP
 async def run_relay(settings: Settings, batch: int, stop: asyncio.Event) -> None:
     """Relay the Redis event outbox to RabbitMQ until `stop` is set."""
     assert settings.redis_url and settings.amqp_url
-    redis = Redis.from_url(settings.redis_url, socket_timeout=10.0)
+    # NOTE: longer than the relay's blocking reads, so that none of them times out.
+    redis: RedisClient
+    if settings.redis_cluster:
+        redis = RedisCluster.from_url(settings.redis_url, socket_timeout=10.0)
+    else:
+        redis = Redis.from_url(settings.redis_url, socket_timeout=10.0)
     outbox = RedisEventOutbox(redis, settings.shards)
     await outbox.ensure_groups()
     publisher = RabbitMQPublisher(settings.amqp_url, topology(settings))
