@@ -84,11 +84,13 @@ def pick_course(settings: Settings) -> Course:
     return courses.get("maths-primary") or next(iter(courses.values()))
 
 
-# NOTE: redis-py's bounded pool fails at once when all its connections are busy,
-# and its blocking pool costs ~30 us of CPU per command (a condition and a timeout
-# around every checkout). The pool is unbounded; the session store lets at most
-# REDIS_CONNECTIONS commands be in flight, so a burst waits its turn instead.
+# NOTE: a redis-py pool fails at once ("Too many connections") when all of its
+# connections are busy, and its blocking pool costs ~30 us of CPU per command (a
+# condition and a timeout around every checkout). So the session store lets at most
+# REDIS_CONNECTIONS of its commands be in flight (a burst waits its turn), and the
+# pool has room for those and for the sweeper, confirms and health checks beside.
 REDIS_CONNECTIONS = 128
+REDIS_POOL_SIZE = REDIS_CONNECTIONS + 64
 
 
 def connect_redis(settings: Settings) -> RedisClient:
@@ -96,16 +98,17 @@ def connect_redis(settings: Settings) -> RedisClient:
     if settings.redis_url is None:
         import fakeredis
 
-        client: Redis = fakeredis.FakeAsyncRedis()
+        client: Redis = fakeredis.FakeAsyncRedis(max_connections=REDIS_POOL_SIZE)
         return client
+    options: dict[str, Any] = {
+        "max_connections": REDIS_POOL_SIZE,
+        "socket_timeout": 5.0,
+        "socket_connect_timeout": 3.0,
+    }
     if settings.redis_cluster:
-        # Any node's URL will do: the client discovers the others and their slots.
-        return RedisCluster.from_url(
-            settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0
-        )
-    return Redis.from_url(
-        settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0
-    )
+        # Any node's URL will do: the client finds the others and their slots.
+        return RedisCluster.from_url(settings.redis_url, **options)
+    return Redis.from_url(settings.redis_url, **options)
 
 
 def make_pseudonymiser(settings: Settings) -> Pseudonymiser:

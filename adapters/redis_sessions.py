@@ -83,12 +83,13 @@ class RedisSessionStore:
         redis: RedisClient,
         shards: int = DEFAULT_SHARDS,
         session_ttl: int = SESSION_TTL_SECONDS,
-        max_in_flight: int = 128,
+        max_in_flight: int = 64,
     ) -> None:
         self.redis = redis
         self.shards = shards
         self.session_ttl = session_ttl
-        # Bounds the connections a burst of messages opens; the others wait.
+        # Bounds the connections a burst of messages takes; the others wait. Keep
+        # it below the client's pool size (redis-py's default pool holds 100).
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._commit = redis.register_script(_COMMIT)
         self._confirms = _ConfirmBatch(redis, self.replies_key)

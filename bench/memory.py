@@ -1,7 +1,9 @@
 """Redis memory per active session and per outbox entry, before and after trimming.
 
 Plays N students through the real command handler against a real Redis (each
-greets and answers `--answers` questions, as the fast lane would), then measures:
+greets and then sends `--messages` answers in all, as the fast lane would; from 16
+messages on, a session's window of recent message ids is full and it stops
+growing), then measures:
 
 - bytes per session: `MEMORY USAGE` of every session key (key, value and Redis's
   bookkeeping of the key), and the server's `used_memory` growth per student;
@@ -13,7 +15,8 @@ greets and answers `--answers` questions, as the fast lane would), then measures
 
 Prints one JSON line per figure.
 
-    python -m tutorlane.bench.memory --students 20000
+    python -m tutorlane.bench.memory --students 20000 --messages 4
+    python -m tutorlane.bench.memory --students 20000 --messages 20  # window full
 
 Uses Redis database 10 (`BENCH_REDIS_URL`, flushed). `used_memory` is the whole
 server's: on a Redis shared with other work it is only a cross-check.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -70,13 +74,13 @@ async def keys_matching(redis: Redis, pattern: str) -> list[bytes]:
     return [key async for key in redis.scan_iter(match=pattern, count=1000)]
 
 
-async def play(handler: MessageHandler, students: int, answers: int) -> None:
+async def play(handler: MessageHandler, students: int, messages: int) -> None:
     """Let each student greet and answer, a few students at a time."""
     sent_at = int(time.time())
+    texts = ["hi", *itertools.islice(itertools.cycle(ANSWERS), messages - 1)]
 
     async def student(number: int) -> None:
         phone = f"+9171{number:08d}"
-        texts = ["hi", *ANSWERS[:answers]]
         for step, text in enumerate(texts):
             message = Inbound(f"m-{number}-{step}", Kind.TEXT, text, sent_at=sent_at)
             await handler.handle(phone, message)
@@ -96,7 +100,7 @@ async def trim_outbox(store: RedisSessionStore, outbox: RedisEventOutbox) -> Non
             await outbox.acknowledge(shard, [entry.entry_id for entry in entries])
 
 
-async def measure(students: int, answers: int) -> None:
+async def measure(students: int, messages: int) -> None:
     """Fill Redis with sessions and the outbox, measure, trim, measure again."""
     redis = Redis.from_url(REDIS_URL)
     await redis.flushdb()
@@ -104,10 +108,10 @@ async def measure(students: int, answers: int) -> None:
     outbox = RedisEventOutbox(redis, store.shards)
     await outbox.ensure_groups()
     handler = MessageHandler(store, pick_course(Settings()), Pseudonymiser(b"b" * 32))
-    context = {"students": students, "messages_each": 1 + answers}
+    context = {"students": students, "messages_each": messages}
 
     before = await used_memory(redis)
-    await play(handler, students, answers)
+    await play(handler, students, messages)
     filled = await used_memory(redis)
 
     sessions = await keys_matching(redis, "tl:*:s:*")
@@ -179,9 +183,9 @@ def main() -> None:
     """Run the measurement and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=20_000)
-    parser.add_argument("--answers", type=int, default=3, choices=range(6))
+    parser.add_argument("--messages", type=int, default=4)
     args = parser.parse_args()
-    asyncio.run(measure(args.students, args.answers))
+    asyncio.run(measure(args.students, max(1, args.messages)))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ from redis.asyncio import Redis
 from tutorlane.adapters.codecs import decode_events
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
+from tutorlane.bootstrap import REDIS_CONNECTIONS, REDIS_POOL_SIZE, connect_redis
 from tutorlane.commands.handle_message import MessageHandler
 from tutorlane.commands.ports import VersionConflict
 from tutorlane.domain.course import Course, parse_course
 from tutorlane.domain.events import HintGiven
 from tutorlane.domain.messages import Inbound, Kind, Reply
 from tutorlane.domain.session import Session, Status
+from tutorlane.entrypoints.settings import Settings
 from tutorlane.tests.courses import TINY_COURSE
 
 STUDENT = "pseudo-1"
@@ -220,3 +222,26 @@ async def test_an_event_outbox_entry_without_its_payload_reads_as_unreadable(
     (entry,) = await outbox.read(0, "me", 10, 0, pending=False)
 
     assert entry.messages == () and entry.problem is not None
+
+
+async def test_a_burst_larger_than_the_connection_pool_waits_instead_of_failing(
+    redis_url: str, course: Course
+) -> None:
+    settings = Settings(redis_url=redis_url)
+    client = connect_redis(settings)
+    await client.flushdb()
+    store = RedisSessionStore(client, max_in_flight=REDIS_CONNECTIONS)
+    handler = MessageHandler(store, course, keyed_by_phone)
+    phones = [f"+9198{n:08d}" for n in range(REDIS_POOL_SIZE + 64)]
+
+    try:
+        results = await asyncio.gather(
+            *(
+                handler.handle(phone, Inbound(f"hi-{phone}", Kind.TEXT, "hi"))
+                for phone in phones
+            )
+        )
+    finally:
+        await client.aclose()
+
+    assert all(result.reply is not None for result in results)
