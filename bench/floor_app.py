@@ -43,7 +43,8 @@ class FloorResource:
         self, scope: Mapping[str, Any], event: Mapping[str, Any]
     ) -> None:
         """Connect to Redis with the server."""
-        self.redis = Redis.from_url(REDIS_URL)
+        # NOTE: redis-py's default pool fails past 100 connections in use.
+        self.redis = Redis.from_url(REDIS_URL, max_connections=1024)
 
     async def process_shutdown(
         self, scope: Mapping[str, Any], event: Mapping[str, Any]
