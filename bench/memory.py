@@ -94,8 +94,8 @@ async def play(handler: MessageHandler, students: int, messages: int) -> None:
 async def trim_outbox(store: RedisSessionStore, outbox: RedisEventOutbox) -> None:
     """Confirm every reply and relay every event, as delivery and the relay do."""
     for shard in range(store.shards):
-        for pending in await store.unconfirmed(shard, time.time() + 60, 1_000_000):
-            await store.confirm(pending.student, pending.entry_id)
+        pending = await store.unconfirmed(shard, time.time() + 60, 1_000_000)
+        await asyncio.gather(*(store.confirm(p.student, p.entry_id) for p in pending))
         while entries := await outbox.read(shard, "bench", 1000, 1, pending=False):
             await outbox.acknowledge(shard, [entry.entry_id for entry in entries])
 
