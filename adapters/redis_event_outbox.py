@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from tutorlane.adapters.codecs import outbox_entry
-from tutorlane.adapters.redis_sessions import DEFAULT_SHARDS, shard_tag
+from tutorlane.adapters.redis_sessions import DEFAULT_SHARDS, RedisClient, shard_tag
 from tutorlane.commands.ports import OutboxEntry
 
 GROUP = "relay"
@@ -18,7 +17,7 @@ GROUP = "relay"
 class RedisEventOutbox:
     """Reads the `tl:{sNN}:e` streams with a consumer group; trims what is relayed."""
 
-    def __init__(self, redis: Redis, shards: int = DEFAULT_SHARDS) -> None:
+    def __init__(self, redis: RedisClient, shards: int = DEFAULT_SHARDS) -> None:
         self.redis = redis
         self.shards = shards
 

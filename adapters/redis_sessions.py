@@ -14,13 +14,15 @@ must sit in the same slot as every session that writes to them.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from tutorlane.adapters.codecs import (
     CorruptRecord,
@@ -38,8 +40,13 @@ from tutorlane.domain.session import Session
 
 logger = logging.getLogger(__name__)
 
+# A single Redis or a Redis Cluster: every key of a script shares one hash slot.
+RedisClient = Redis | RedisCluster
+
 DEFAULT_SHARDS = 16
 SESSION_TTL_SECONDS = 60 * 60 * 24 * 30
+# Confirms arriving within this window share one round trip to Redis.
+CONFIRM_WINDOW_SECONDS = 0.002
 
 # KEYS: session, replies stream, events stream.
 # ARGV: expected version, new version, session, ttl, student, reply,
@@ -86,15 +93,20 @@ class RedisSessionStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         shards: int = DEFAULT_SHARDS,
         session_ttl: int = SESSION_TTL_SECONDS,
+        max_in_flight: int = 64,
     ) -> None:
         self.redis = redis
         self.shards = shards
         self.session_ttl = session_ttl
+        # Bounds the connections a burst of messages takes; the others wait. Keep
+        # it below the client's pool size (redis-py's default pool holds 100).
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._commit = redis.register_script(_COMMIT)
         self._write_plan = redis.register_script(_WRITE_PLAN)
+        self._confirms = _ConfirmBatch(redis, self.replies_key)
 
     def session_key(self, student: str) -> str:
         """Return the key of a student's session."""
@@ -110,7 +122,8 @@ class RedisSessionStore:
 
     async def load(self, student: str) -> Session:
         """Return the student's session, or a new one."""
-        data = await self.redis.hget(self.session_key(student), "d")
+        async with self._in_flight:
+            data = await self.redis.hget(self.session_key(student), "d")
         return Session() if data is None else decode_session(_bytes(data))
 
     async def commit(
@@ -125,22 +138,22 @@ class RedisSessionStore:
         """Write session, reply and events at once, if the version is unchanged."""
         shard = shard_of(student, self.shards)
         outgoing = OutgoingReply(to, reply, session.last_seen)
-        entry_id = await self._commit(
-            keys=[
-                self.session_key(student),
-                self.replies_key(shard),
-                self.events_key(shard),
-            ],
-            args=[
-                expected_version,
-                session.version,
-                encode_session(session),
-                self.session_ttl,
-                student,
-                encode_reply(outgoing),
-                encode_events(tuple(events)) if events else b"",
-            ],
-        )
+        keys = [
+            self.session_key(student),
+            self.replies_key(shard),
+            self.events_key(shard),
+        ]
+        args: list[bytes | str | int] = [
+            expected_version,
+            session.version,
+            encode_session(session),
+            self.session_ttl,
+            student,
+            encode_reply(outgoing),
+            encode_events(tuple(events)) if events else b"",
+        ]
+        async with self._in_flight:
+            entry_id = await self._commit(keys=keys, args=args)
         if entry_id is None:
             raise VersionConflict(f"session of {student} moved past {expected_version}")
         return _text(entry_id)
@@ -171,8 +184,7 @@ class RedisSessionStore:
 
     async def confirm(self, student: str, entry_id: str) -> None:
         """Remove a sent reply from the outbox."""
-        shard = shard_of(student, self.shards)
-        await self.redis.xdel(self.replies_key(shard), entry_id)
+        await self._confirms.confirm(shard_of(student, self.shards), entry_id)
 
     async def lease(self, shard: int, owner: str, seconds: float) -> bool:
         """Take (or keep) the right to sweep one shard for `seconds`."""
@@ -230,6 +242,58 @@ class RedisSessionStore:
             pipe.xlen(self.events_key(shard))
         counts = await pipe.execute()
         return {"replies": sum(counts[0::2]), "events": sum(counts[1::2])}
+
+
+class _ConfirmBatch:
+    """Removes the replies confirmed within a short window in one round trip.
+
+    Every message's reply is confirmed once it is sent; one XDEL each was a third of
+    the fast lane's Redis commands, and a Python Redis command costs about 0.1 ms of
+    CPU. Confirms of one moment are gathered into one XDEL per shard, pipelined; each
+    caller still returns only once its entry is gone (or raises if it could not be
+    removed, and the sweeper sends the reply again).
+    """
+
+    def __init__(self, redis: RedisClient, replies_key: Callable[[int], str]) -> None:
+        self.redis = redis
+        self.replies_key = replies_key
+        self._waiting: dict[int, list[str]] = {}
+        self._done: asyncio.Future[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def confirm(self, shard: int, entry_id: str) -> None:
+        """Remove one entry, together with the others of this window."""
+        if self._done is None:
+            loop = asyncio.get_running_loop()
+            self._done = loop.create_future()
+            loop.call_later(CONFIRM_WINDOW_SECONDS, self._flush_now)
+        self._waiting.setdefault(shard, []).append(entry_id)
+        # NOTE: shielded, so that a cancelled caller never cancels the others' XDEL.
+        await asyncio.shield(self._done)
+
+    def _flush_now(self) -> None:
+        waiting, done = self._waiting, self._done
+        self._waiting, self._done = {}, None
+        if done is None:
+            return
+        task = asyncio.create_task(self._flush(waiting, done))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(
+        self, waiting: dict[int, list[str]], done: asyncio.Future[None]
+    ) -> None:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, entry_ids in waiting.items():
+                pipe.xdel(self.replies_key(shard), *entry_ids)
+            await pipe.execute()
+        except Exception as ex:
+            done.set_exception(ex)
+            # Retrieved here, so that no caller gone meanwhile leaves it unretrieved.
+            done.exception()
+        else:
+            done.set_result(None)
 
 
 def _pending(entry_id: Any, fields: dict[bytes, bytes]) -> PendingReply:

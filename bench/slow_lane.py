@@ -1,19 +1,31 @@
 """Slow lane throughput: events from the Redis outbox through RabbitMQ into MariaDB.
 
-Fills the event outbox with N answers of S students (as the fast lane would commit
-them), then starts `tutorlane relay` and `tutorlane worker` and times how long the
-event store takes to hold all of them. Prints one JSON line per figure.
+Two ways to load it, both with `tutorlane relay` and `tutorlane worker` running:
+
+- drain (the default): fill the event outbox with N answers of S students (as the
+  fast lane would commit them), then start the relay and the worker and time how
+  long the event store takes to hold all of them;
+- sustained (`--rate R`): start them first, then append R events a second to the
+  outbox for N/R seconds, and report how far behind the event store is when the
+  appending stops (the lag, in events and in seconds of drain) and how long it
+  takes to catch up.
+
+Prints one JSON line per figure, the lag last.
 
     python -m tutorlane.bench.slow_lane --events 200000 --students 20000
+    python -m tutorlane.bench.slow_lane --events 100000 --rate 5000
 
-Uses Redis database 9, RabbitMQ's default vhost (deleting the tutorlane.* queues)
-and a MariaDB database `tutorlane_bench`, all on 127.0.0.1 unless told otherwise.
+Uses Redis database 9 (`BENCH_REDIS_URL`), RabbitMQ's default vhost with its own
+exchanges and queues (`BENCH_BUS_NAME`, deleted first) and a MariaDB database
+`tutorlane_bench` (`BENCH_DATABASE`, dropped and created), all on 127.0.0.1 unless
+told otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -21,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
@@ -28,7 +41,7 @@ import redis
 import sqlalchemy as sa
 
 from tutorlane.adapters.codecs import encode_events
-from tutorlane.adapters.event_store import open_event_store
+from tutorlane.adapters.event_store import EventStore, open_event_store
 from tutorlane.adapters.rabbitmq import Topology
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
 from tutorlane.domain.events import AnswerSubmitted, event_id_for
@@ -38,9 +51,10 @@ AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
 SERVER_URL = os.environ.get(
     "BENCH_MARIADB_SERVER", "mysql+mysqldb://root@127.0.0.1:3306"
 )
-DATABASE_URL = f"{SERVER_URL}/tutorlane_bench?charset=utf8mb4"
+DATABASE = os.environ.get("BENCH_DATABASE", "tutorlane_bench")
+DATABASE_URL = f"{SERVER_URL}/{DATABASE}?charset=utf8mb4"
 QUEUES = 8
-TOPOLOGY = Topology("tutorlane-bench", QUEUES)
+TOPOLOGY = Topology(os.environ.get("BENCH_BUS_NAME", "tutorlane-bench"), QUEUES)
 
 
 def report(figure: str, value: float, unit: str, **context: object) -> None:
@@ -61,17 +75,17 @@ def reset_services() -> None:
     asyncio.run(delete_queues())
     engine = sa.create_engine(SERVER_URL)
     with engine.begin() as connection:
-        connection.execute(sa.text("DROP DATABASE IF EXISTS tutorlane_bench"))
-        connection.execute(sa.text("CREATE DATABASE tutorlane_bench"))
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{DATABASE}`"))
+        connection.execute(sa.text(f"CREATE DATABASE `{DATABASE}`"))
     engine.dispose()
 
 
-def fill_outbox(events: int, students: int) -> None:
-    """Append `events` answers of `students` to the outbox, one entry per answer."""
-    client = redis.Redis.from_url(REDIS_URL)
+def outbox_entries(
+    events: int, students: int
+) -> Iterator[tuple[str, dict[str, str | bytes]]]:
+    """Yield (stream key, fields) of `events` answers of `students`, in order."""
     keys = RedisSessionStore(redis.asyncio.Redis())  # only for its key names
     per_student = events // students
-    pipe = client.pipeline(transaction=False)
     for seq in range(1, per_student + 1):
         for number in range(students):
             student = f"bench-student-{number:07d}"
@@ -90,12 +104,35 @@ def fill_outbox(events: int, students: int) -> None:
                 seconds_taken=4.2,
             )
             shard = shard_of(student, keys.shards)
-            pipe.xadd(
-                keys.events_key(shard), {"s": student, "e": encode_events((event,))}
-            )
+            yield keys.events_key(shard), {"s": student, "e": encode_events((event,))}
+
+
+def fill_outbox(events: int, students: int) -> None:
+    """Append `events` answers of `students` to the outbox, one entry per answer."""
+    client = redis.Redis.from_url(REDIS_URL)
+    pipe = client.pipeline(transaction=False)
+    for key, fields in outbox_entries(events, students):
+        pipe.xadd(key, fields)  # type: ignore[arg-type]
         if len(pipe) >= 5000:
             pipe.execute()
     pipe.execute()
+
+
+def append_at_rate(events: int, students: int, rate: float) -> float:
+    """Append events at `rate` a second, in 10 ms batches; return the seconds taken."""
+    client = redis.Redis.from_url(REDIS_URL)
+    entries = outbox_entries(events, students)
+    began = time.perf_counter()
+    sent = 0
+    while sent < events:
+        due = int((time.perf_counter() - began) * rate) + 1
+        pipe = client.pipeline(transaction=False)
+        for key, fields in itertools.islice(entries, max(0, min(due, events) - sent)):
+            pipe.xadd(key, fields)  # type: ignore[arg-type]
+        sent += len(pipe)
+        pipe.execute()
+        time.sleep(0.01)
+    return time.perf_counter() - began
 
 
 def start(command: str, log: Path) -> subprocess.Popen[bytes]:
@@ -116,18 +153,36 @@ def start(command: str, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def wait_recorded(
+    store: EventStore, total: int, processes: list[subprocess.Popen[bytes]], logs: Path
+) -> None:
+    """Wait until the event store holds `total` events."""
+    while store.count() < total:
+        if any(process.poll() is not None for process in processes):
+            raise SystemExit(f"a process died; see {logs}")
+        time.sleep(0.25)
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--students", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=0.0, help="events/s offered")
     args = parser.parse_args()
     total = args.events // args.students * args.students
 
     reset_services()
-    fill_outbox(total, args.students)
+    if not args.rate:
+        fill_outbox(total, args.students)
     store = open_event_store(DATABASE_URL)
     logs = Path(tempfile.mkdtemp(prefix="bench-slow-lane-"))
+    context: dict[str, object] = {
+        "events": total,
+        "students": args.students,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "processes": "1 relay + 1 worker",
+    }
 
     started = time.perf_counter()
     processes = [
@@ -135,10 +190,18 @@ def main() -> None:
         start("worker", logs / "worker.log"),
     ]
     try:
-        while (recorded := store.count()) < total:
-            if any(process.poll() is not None for process in processes):
-                raise SystemExit(f"a process died; see {logs}")
-            time.sleep(0.5)
+        if args.rate:
+            time.sleep(3.0)  # NOTE: both processes up before the clock starts
+            started = time.perf_counter()
+            seconds = append_at_rate(total, args.students, args.rate)
+            behind = total - store.count()
+            wait_recorded(store, total, processes, logs)
+            drained = time.perf_counter() - started - seconds
+            context |= {"mode": "sustained", "offered": f"{args.rate:.0f} events/s"}
+        else:
+            wait_recorded(store, total, processes, logs)
+            seconds, behind, drained = time.perf_counter() - started, 0, 0.0
+            context |= {"mode": "drain", "includes": "process start-up"}
         elapsed = time.perf_counter() - started
     finally:
         for process in processes:
@@ -146,15 +209,11 @@ def main() -> None:
             process.wait()
         store.close()
 
-    context = {
-        "events": recorded,
-        "students": args.students,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "processes": "1 relay + 1 worker",
-        "includes": "process start-up",
-    }
-    report("slow_lane_events_per_second", recorded / elapsed, "events/s", **context)
+    context["load"] = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    report("slow_lane_events_per_second", total / elapsed, "events/s", **context)
     report("slow_lane_seconds", elapsed, "s", **context)
+    report("slow_lane_lag_events_at_end", behind, "events", **context)
+    report("slow_lane_lag_seconds_at_end", drained, "s", **context)
 
 
 if __name__ == "__main__":

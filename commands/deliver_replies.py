@@ -53,7 +53,9 @@ class ReplyDelivery:
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[bool]] = set()
         # Entries this process is sending right now: the sweeper leaves them alone.
-        self._sending: set[str] = set()
+        # NOTE: keyed by student too, because entry ids are only unique within one
+        # shard's stream: two shards commit `<ms>-0` in the same millisecond.
+        self._sending: set[tuple[str, str]] = set()
 
     def dispatch(self, student: str, entry_id: str, to: str, reply: Reply) -> None:
         """Send a just-committed reply in the background."""
@@ -67,14 +69,15 @@ class ReplyDelivery:
 
     async def deliver(self, student: str, entry_id: str, to: str, reply: Reply) -> bool:
         """Send one reply and confirm it; tell whether it left the outbox."""
-        if entry_id in self._sending:
+        key = (student, entry_id)
+        if key in self._sending:
             return False
-        self._sending.add(entry_id)
+        self._sending.add(key)
         try:
             async with self._in_flight:
                 return await self._send_and_confirm(student, entry_id, to, reply)
         finally:
-            self._sending.discard(entry_id)
+            self._sending.discard(key)
 
     async def _send_and_confirm(
         self, student: str, entry_id: str, to: str, reply: Reply

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from tutorlane.adapters.event_store import EventStore, open_event_store
 from tutorlane.adapters.memory_bus import InProcessBus
@@ -20,6 +21,7 @@ from tutorlane.adapters.rabbitmq import (
     Topology,
 )
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
+from tutorlane.adapters.redis_sessions import RedisClient
 from tutorlane.commands.ports import EventPublisher
 from tutorlane.commands.record_events import EventRecorder
 from tutorlane.commands.relay_events import EventRelay
@@ -93,7 +95,7 @@ PROJECTIONS_DRAIN_SECONDS = 10.0
 
 async def start_embedded_pipeline(
     settings: Settings,
-    redis: Redis,
+    redis: RedisClient,
     drain_seconds: float = PROJECTIONS_DRAIN_SECONDS,
 ) -> EmbeddedPipeline:
     """Start relay and worker as tasks of this process."""
@@ -130,7 +132,12 @@ async def start_embedded_pipeline(
 async def run_relay(settings: Settings, batch: int, stop: asyncio.Event) -> None:
     """Relay the Redis event outbox to RabbitMQ until `stop` is set."""
     assert settings.redis_url and settings.amqp_url
-    redis = Redis.from_url(settings.redis_url, socket_timeout=10.0)
+    # NOTE: longer than the relay's blocking reads, so that none of them times out.
+    redis: RedisClient
+    if settings.redis_cluster:
+        redis = RedisCluster.from_url(settings.redis_url, socket_timeout=10.0)
+    else:
+        redis = Redis.from_url(settings.redis_url, socket_timeout=10.0)
     outbox = RedisEventOutbox(redis, settings.shards)
     await outbox.ensure_groups()
     publisher = RabbitMQPublisher(settings.amqp_url, topology(settings))

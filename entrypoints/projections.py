@@ -11,8 +11,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from tutorlane.adapters.event_feed import EventStoreFeed
 from tutorlane.adapters.event_store import (
     EventStore,
@@ -20,7 +18,7 @@ from tutorlane.adapters.event_store import (
     open_event_store,
 )
 from tutorlane.adapters.flow_files import load_courses
-from tutorlane.adapters.redis_sessions import RedisSessionStore
+from tutorlane.adapters.redis_sessions import RedisClient, RedisSessionStore
 from tutorlane.adapters.sql_projections import SQLProjectionStore
 from tutorlane.commands.plan_next_steps import PlanNextSteps
 from tutorlane.domain.navigator import Navigator
@@ -101,7 +99,7 @@ def run_projections(
     settings: Settings,
     stop: threading.Event,
     batch_size: int = LIVE_BATCH,
-    redis: Redis | None = None,
+    redis: RedisClient | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
     drain_seconds: float = 0.0,
 ) -> None:
@@ -111,12 +109,14 @@ def run_projections(
     elsewhere (`serve`'s own, in the embedded default); without them, through a
     client of TUTORLANE_REDIS_URL on a loop of this function's, or not at all.
     """
+    from tutorlane.bootstrap import connect_redis
+
     read_side = open_read_side(settings)
     own_loop: asyncio.AbstractEventLoop | None = None
     if redis is None and settings.redis_url is not None:
         own_loop = asyncio.new_event_loop()
         threading.Thread(target=own_loop.run_forever, daemon=True).start()
-        redis, loop = Redis.from_url(settings.redis_url), own_loop
+        redis, loop = connect_redis(settings), own_loop
     agents = None
     if redis is not None and loop is not None:
         agents = build_agents(settings, read_side, redis, loop)
@@ -148,7 +148,7 @@ def run_projections(
         read_side.close()
 
 
-async def _close(redis: Redis | None) -> None:
+async def _close(redis: RedisClient | None) -> None:
     if redis is not None:
         await redis.aclose()
 
@@ -156,7 +156,7 @@ async def _close(redis: Redis | None) -> None:
 def build_agents(
     settings: Settings,
     read_side: ReadSide,
-    redis: Redis,
+    redis: RedisClient,
     loop: asyncio.AbstractEventLoop,
 ) -> StudentAgents:
     """Return the Navigator's write-back and the Analyst, for the served course."""

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     )
 
     redis_url: str | None = Field(None, description="sessions, dedupe, outbox")
+    redis_cluster: bool = Field(False, description="TUTORLANE_REDIS_URL is a cluster")
     amqp_url: str | None = Field(None, description="RabbitMQ")
     database_url: str | None = Field(None, description="event store and read models")
     webhook_secret: SecretStr | None = None

@@ -12,12 +12,14 @@ from redis.asyncio import Redis
 from tutorlane.adapters.codecs import decode_events
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
+from tutorlane.bootstrap import REDIS_CONNECTIONS, REDIS_POOL_SIZE, connect_redis
 from tutorlane.commands.handle_message import MessageHandler
 from tutorlane.commands.ports import VersionConflict
 from tutorlane.domain.course import Course, parse_course
 from tutorlane.domain.events import HintGiven
 from tutorlane.domain.messages import Inbound, Kind, Reply
 from tutorlane.domain.session import Session, Status
+from tutorlane.entrypoints.settings import Settings
 from tutorlane.tests.courses import TINY_COURSE
 
 STUDENT = "pseudo-1"
@@ -93,6 +95,54 @@ async def test_confirmed_replies_leave_the_outbox(store: RedisSessionStore) -> N
     await store.confirm(STUDENT, entry_id)
 
     assert await store.unconfirmed(shard, time.time() + 60, 10) == []
+
+
+async def test_confirms_of_one_moment_share_one_round_trip_and_all_take_effect(
+    store: RedisSessionStore, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    students = [f"pseudo-{n}" for n in range(40)]
+    entries = [
+        (
+            student,
+            await store.commit(student, 0, Session(version=1), PHONE, Reply("x"), []),
+        )
+        for student in students
+    ]
+    pipelines = 0
+    make_pipeline = redis_client.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pipelines
+        pipelines += 1
+        return make_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(redis_client, "pipeline", counting_pipeline)
+
+    await asyncio.gather(*(store.confirm(student, entry) for student, entry in entries))
+
+    assert pipelines == 1
+    for shard in range(store.shards):
+        assert await redis_client.xlen(store.replies_key(shard)) == 0
+
+
+async def test_a_confirm_that_cannot_reach_redis_raises_in_every_caller(
+    store: RedisSessionStore, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry_id = await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("x"), [])
+
+    def broken_pipeline(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(redis_client, "pipeline", broken_pipeline)
+    results = await asyncio.gather(
+        store.confirm(STUDENT, entry_id),
+        store.confirm("pseudo-2", "1-1"),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(result, ConnectionError) for result in results)
+    shard = shard_of(STUDENT, store.shards)
+    assert await redis_client.xlen(store.replies_key(shard)) == 1
 
 
 async def test_only_replies_older_than_the_grace_period_count_as_unconfirmed(
@@ -172,3 +222,26 @@ async def test_an_event_outbox_entry_without_its_payload_reads_as_unreadable(
     (entry,) = await outbox.read(0, "me", 10, 0, pending=False)
 
     assert entry.messages == () and entry.problem is not None
+
+
+async def test_a_burst_larger_than_the_connection_pool_waits_instead_of_failing(
+    redis_url: str, course: Course
+) -> None:
+    settings = Settings(redis_url=redis_url)
+    client = connect_redis(settings)
+    await client.flushdb()
+    store = RedisSessionStore(client, max_in_flight=REDIS_CONNECTIONS)
+    handler = MessageHandler(store, course, keyed_by_phone)
+    phones = [f"+9198{n:08d}" for n in range(REDIS_POOL_SIZE + 64)]
+
+    try:
+        results = await asyncio.gather(
+            *(
+                handler.handle(phone, Inbound(f"hi-{phone}", Kind.TEXT, "hi"))
+                for phone in phones
+            )
+        )
+    finally:
+        await client.aclose()
+
+    assert all(result.reply is not None for result in results)

@@ -109,3 +109,17 @@ async def test_a_reply_older_than_the_give_up_age_is_dropped_unsent() -> None:
 
     assert await replies.sweep_once() == 0
     assert outbox.entries == {} and sender.sent == []
+
+
+async def test_replies_of_two_shards_with_the_same_entry_id_are_both_sent() -> None:
+    # Each shard is its own stream: two of them commit `<ms>-0` in the same moment.
+    outbox, sender = FakeReplyOutbox(), FakeSender()
+    replies = delivery(outbox, sender, now=0)
+    sender.gate.clear()
+    replies.dispatch("student-a", "1700000000000-0", PHONE, Reply("to a"))
+    replies.dispatch("student-b", "1700000000000-0", PHONE, Reply("to b"))
+    await asyncio.sleep(0)
+    sender.gate.set()
+    await replies.drain()
+
+    assert sorted(sender.sent) == ["to a", "to b"]
