@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tutorlane.domain.bkt_fitting import FitOptions, fit_skills, predict_sequences
@@ -145,6 +145,7 @@ def test_auc_of_a_small_example_counts_ordered_pairs() -> None:
     assert area_under_roc([0.5, 0.5, 0.5], [True, False, True]) == 0.5
 
 
+@settings(deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), st.booleans()),
