@@ -440,11 +440,22 @@ def replay_dataset(
             records,
             concurrency,
             idle_timeout,
+            _existing_pseudonymiser(settings),
         )
     except ReplayError as ex:
         raise click.ClickException(str(ex)) from None
     if result.recorded_answers != result.answers:
         raise SystemExit(1)
+
+
+def _existing_pseudonymiser(settings: Settings) -> Callable[[str], str] | None:
+    """Return the deployment's pseudonymiser if its key exists; never make a key."""
+    from tutorlane.bootstrap import make_pseudonymiser
+
+    path = settings.var_dir / "pseudonym.key"
+    if settings.pseudonym_key is not None or path.exists():
+        return make_pseudonymiser(settings)
+    return None
 
 
 @replay.command("fit")

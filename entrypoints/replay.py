@@ -99,6 +99,7 @@ class ReplayResult:
     drain_seconds: float = 0.0
     projection_rows: Mapping[str, int] | None = None
     by_student: dict[str, int] = field(default_factory=dict)
+    students_matching: int | None = None  # recorded exactly their file's answers
 
     @property
     def messages_per_second(self) -> float:
@@ -246,9 +247,14 @@ def run_dataset(
     records: Sequence[StudentAnswers],
     concurrency: int,
     idle_seconds: float,
+    pseudonymise: Callable[[str], str] | None = None,
 ) -> ReplayResult:
     """Replay `records` through the webhook with a progress bar; wait for the slow
-    lane; print and return the summary."""
+    lane; print and return the summary.
+
+    With the deployment's `pseudonymise`, each student's recorded answers are
+    counted against the file one by one, not only in total.
+    """
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -301,6 +307,12 @@ def run_dataset(
         result.by_student = tally.answers_by_student
     finally:
         tally.store.close()
+    if pseudonymise is not None:
+        result.students_matching = sum(
+            result.by_student.get(pseudonymise(phone_of(record.index)), 0)
+            == len(record)
+            for record in records
+        )
     result.projection_rows = projection_row_counts(database_url)
     print_summary(result, console)
     return result
@@ -319,6 +331,11 @@ def print_summary(result: ReplayResult, console: Any) -> None:
         f"{result.recorded_answers:,} of {result.recorded_students:,} students "
         f"({result.recorded_events:,} events in all since the start)",
     )
+    if result.students_matching is not None:
+        table.add_row(
+            "students, answers as in file",
+            f"{result.students_matching:,} of {result.students:,}",
+        )
     if result.projection_rows is None:
         table.add_row("projection rows", "TODO: no projections yet (issue 4)")
     else:

@@ -8,7 +8,6 @@ exactly once, in each student's order, right or wrong as in the file.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections import defaultdict
 from dataclasses import replace
@@ -20,13 +19,7 @@ from tutorlane.adapters.answer_history import read_answers
 from tutorlane.adapters.event_store import open_event_store
 from tutorlane.adapters.pseudonyms import Pseudonymiser, load_or_create_key
 from tutorlane.domain.replay import REPLAY_COURSE_ID, phone_of, skill_id
-from tutorlane.entrypoints.replay import (
-    open_tally,
-    read_dataset,
-    send_students,
-    wait_for_answers,
-    write_course,
-)
+from tutorlane.entrypoints.replay import read_dataset, run_dataset, write_course
 from tutorlane.tests.processes import Process, free_port, http_up
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -70,21 +63,19 @@ def test_a_slice_of_the_file_reaches_the_event_store_exactly_once(
     )
     server.start().wait_until(http_up(f"http://127.0.0.1:{port}/healthz"))
     database_url = f"sqlite:///{var / 'events.db'}"
-    tally = open_tally(database_url)
+    pseudonym = Pseudonymiser(load_or_create_key(var / "pseudonym.key"))
     try:
         url = f"http://127.0.0.1:{port}/webhooks/swiftchat/{SECRET}"
-        sent = asyncio.run(send_students(url, records, concurrency=16))
-        wait_for_answers(tally, sent.answers, idle_seconds=30)
+        result = run_dataset(url, database_url, records, 16, 30.0, pseudonym)
     finally:
         server.stop()
-        tally.store.close()
 
     expected = sum(len(record) for record in records)
-    assert sent.students == STUDENTS and sent.answers == expected
-    assert tally.answers == expected, server.output()[-2000:]
+    assert result.students == STUDENTS and result.answers == expected
+    assert result.recorded_answers == expected, server.output()[-2000:]
+    assert result.recorded_students == result.students_matching == STUDENTS
 
     # Each student's answers, by sequence number, are the file's, exactly once.
-    pseudonym = Pseudonymiser(load_or_create_key(var / "pseudonym.key"))
     store = open_event_store(database_url)
     recorded: dict[str, list[tuple[int, str, bool]]] = defaultdict(list)
     for answer in read_answers(store, REPLAY_COURSE_ID):
