@@ -59,7 +59,7 @@ class FitOptions:
     slip_max: float = SLIP_MAX
     max_iterations: int = 200
     tolerance: float = 1e-6
-    restarts: int = 3
+    restarts: int = 1
     seed: int = 0
 
 
