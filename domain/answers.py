@@ -617,6 +617,32 @@ def _judge_choice(choice: str, text: str) -> bool:
     return False
 
 
+def choose_route(routes: tuple[tuple[str, str], ...], text: str) -> str | None:
+    """Return the node a reply to a menu leads to, or None when it names no option.
+
+    An option is chosen as a button would be: its label tapped or typed, either
+    half of a two-language label, or the one number the label names.
+    """
+    said = _normalise(text)
+    exact = _route_index(routes).get(said) if said else None
+    if exact is not None:
+        return exact
+    for label, target in routes:
+        if _judge_choice(label, text):
+            return target
+    return None
+
+
+# NOTE: a menu may offer a hundred options; normalising every label on every
+# message would cost more than the rest of the turn.
+@lru_cache(maxsize=64)
+def _route_index(routes: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    index: dict[str, str] = {}
+    for label, target in routes:
+        index.setdefault(_normalise(label), target)
+    return index
+
+
 def judge(answer: Answer, text: str) -> bool:
     """Tell whether the student's reply `text` is right for `answer`."""
     if isinstance(answer, NumberAnswer):

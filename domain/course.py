@@ -48,6 +48,7 @@ class BKTParameters:
     learn: float = 0.1
     guess: float = 0.2
     slip: float = 0.1
+    forget: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,29 +100,43 @@ class Next:
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """One question of the course."""
+    """One question of the course, or a menu that routes by the student's choice.
+
+    A menu node has `routes` (option label, node id) and no answer and no skill
+    (`skill` is empty): choosing an option moves the student there, unjudged.
+    """
 
     id: str
     skill: str
     question: Text
-    answer: Answer
+    answer: Answer | None
     buttons: tuple[str, ...]
     hints: tuple[Text, ...]
     right_feedback: Text
     wrong_feedback: Text
     attempts: int
     next: Next
+    routes: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_menu(self) -> bool:
+        """Tell whether this node routes by choice instead of asking a question."""
+        return bool(self.routes)
 
 
 @dataclass(frozen=True, slots=True)
 class Course:
-    """A whole course: its skills, its nodes and the node it starts at."""
+    """A whole course: its skills, its nodes, the node it starts at, and its menu.
+
+    `menu`, when set, names the menu node that the `topics` command opens.
+    """
 
     id: str
     title: Text
     start: str
     skills: Mapping[str, Skill]
     nodes: Mapping[str, Node]
+    menu: str | None = None
 
     def node(self, node_id: str) -> Node:
         """Return the node called `node_id`."""
@@ -131,6 +146,9 @@ class Course:
         """Tell whether `node_id` names a node of this course."""
         return node_id is not None and node_id in self.nodes
 
+
+_BKT_KEYS = ("prior", "learn", "guess", "slip", "forget")
+_MENU_KEYS = {"id", "question", "routes", "buttons"}
 
 DEFAULT_RIGHT = Text({"en": "Correct!", "hi": "सही जवाब!"})
 DEFAULT_WRONG = Text(
@@ -169,8 +187,16 @@ class _CourseReader:
         if not isinstance(start, str) or start not in nodes:
             raise self.fail("top level", f"start node {start!r} is not among the nodes")
 
+        menu = data.get("menu")
+        if menu is not None and (
+            not isinstance(menu, str) or menu not in nodes or not nodes[menu].is_menu
+        ):
+            raise self.fail(
+                "top level", f"menu {menu!r} must name a node that has routes"
+            )
+
         self.check_links(nodes)
-        return Course(course_id, title, start, skills, nodes)
+        return Course(course_id, title, start, skills, nodes, menu)
 
     # Skills ---------------------------------------------------------------------
 
@@ -208,7 +234,7 @@ class _CourseReader:
         if not isinstance(raw, Mapping):
             raise self.fail(where, "bkt must be a mapping of prior, learn, guess, slip")
         values: dict[str, float] = {}
-        for name in ("prior", "learn", "guess", "slip"):
+        for name in _BKT_KEYS:
             if name not in raw:
                 continue
             value = raw[name]
@@ -217,7 +243,7 @@ class _CourseReader:
             if not 0 <= value <= 1:
                 raise self.fail(where, f"bkt.{name} must be between 0 and 1")
             values[name] = float(value)
-        unknown = set(raw) - {"prior", "learn", "guess", "slip"}
+        unknown = set(raw) - set(_BKT_KEYS)
         if unknown:
             raise self.fail(where, f"unknown bkt keys {sorted(unknown)}")
         return BKTParameters(**values)
@@ -262,6 +288,8 @@ class _CourseReader:
         skills: Mapping[str, Skill],
         where: str,
     ) -> Node:
+        if "routes" in entry:
+            return self.menu_node(node_id, entry, where)
         known = {
             "id", "skill", "question", "answer", "buttons", "hints",
             "feedback", "attempts", "next",
@@ -310,6 +338,46 @@ class _CourseReader:
             ),
             attempts=attempts,
             next=self.next(entry.get("next", {}), where),
+        )
+
+    def menu_node(self, node_id: str, entry: Mapping[str, Any], where: str) -> Node:
+        unknown = set(entry) - _MENU_KEYS
+        if unknown:
+            raise self.fail(
+                where,
+                f"a menu node (one with routes) has no {sorted(unknown)}; it takes "
+                f"only {sorted(_MENU_KEYS)}",
+            )
+        if "question" not in entry:
+            raise self.fail(where, "has no question (the menu's prompt)")
+        raw = entry["routes"]
+        if not isinstance(raw, Mapping) or not raw:
+            raise self.fail(where, "routes must map each option's label to a node id")
+        routes: list[tuple[str, str]] = []
+        for label, target in raw.items():
+            if isinstance(label, bool) or not isinstance(label, str | int):
+                raise self.fail(where, f"route label {label!r} must be text")
+            if not str(label).strip() or not isinstance(target, str):
+                raise self.fail(where, f"route {label!r} must lead to a node id")
+            routes.append((str(label), target))
+        buttons = tuple(self.string_list(entry.get("buttons", []), where, "buttons"))
+        labels = {label for label, _ in routes}
+        if len(buttons) > MAX_BUTTONS or not set(buttons) <= labels:
+            raise self.fail(
+                where, f"a menu's buttons are at most {MAX_BUTTONS} of its route labels"
+            )
+        return Node(
+            id=node_id,
+            skill="",
+            question=self.text(entry["question"], where, "question"),
+            answer=None,
+            buttons=buttons,
+            hints=(),
+            right_feedback=DEFAULT_RIGHT,
+            wrong_feedback=DEFAULT_WRONG,
+            attempts=1,
+            next=Next(None, None, None),
+            routes=tuple(routes),
         )
 
     def answer(self, raw: Any, buttons: tuple[str, ...], where: str) -> Answer:
@@ -377,6 +445,12 @@ class _CourseReader:
 
     def check_links(self, nodes: Mapping[str, Node]) -> None:
         for node in nodes.values():
+            for label, target in node.routes:
+                if target not in nodes:
+                    raise self.fail(
+                        f"node {node.id!r}",
+                        f"route {label!r} points at unknown node {target!r}",
+                    )
             for outcome in ("right", "wrong", "exhausted"):
                 target = getattr(node.next, outcome)
                 if target is not None and target not in nodes:

@@ -2,7 +2,8 @@
 
 After each answer the estimate is first conditioned on what was observed (a right
 answer may be a guess, a wrong one a slip), then moved by the chance of learning
-from the attempt. Pure functions; the knowledge-state projection applies them.
+from the attempt (and of forgetting, when the skill's `forget` is above 0). Pure
+functions; the knowledge-state projection applies them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def observe(p_mastery: float, correct: bool, params: BKTParameters) -> float:
     else:
         knew = p_mastery * params.slip
         posterior = knew / (knew + (1 - p_mastery) * (1 - params.guess))
-    return posterior + (1 - posterior) * params.learn
+    # A known skill may be forgotten (0 in plain BKT); an unknown one may be learnt.
+    return posterior * (1 - params.forget) + (1 - posterior) * params.learn
 
 
 def chance_of_right_answer(p_mastery: float, params: BKTParameters) -> float:

@@ -18,6 +18,7 @@ class Command(StrEnum):
     HINT = "hint"
     SKIP = "skip"
     STOP = "stop"
+    TOPICS = "topics"
     ENGLISH = "english"
     HINDI = "hindi"
 
@@ -34,6 +35,7 @@ _COMMAND_WORDS: dict[Command, tuple[str, ...]] = {
     Command.HINT: ("hint", "/hint", "hint please", "clue", "संकेत", "हिंट", "इशारा"),
     Command.SKIP: ("skip", "/skip", "next", "pass", "छोड़ो", "अगला", "आगे"),
     Command.STOP: ("stop", "/stop", "quit", "exit", "bye", "रुको", "बंद", "बंद करो"),
+    Command.TOPICS: ("topics", "topic", "/topics", "विषय", "टॉपिक"),
     Command.ENGLISH: ("english", "अंग्रेज़ी", "अंग्रेजी", "इंग्लिश"),
     Command.HINDI: ("hindi", "हिंदी", "हिन्दी"),
 }  # fmt: skip
@@ -113,5 +115,13 @@ NOT_STARTED = _t(
 CANNOT_READ = _t(
     "I can only read typed answers and button taps, not pictures, voice or files.",
     "मैं सिर्फ़ लिखे हुए जवाब और बटन पढ़ सकता हूँ, फ़ोटो, आवाज़ या फ़ाइल नहीं।",
+)
+PICK_TOPIC = _t(
+    "Please pick one of the topics.",
+    "कृपया इनमें से कोई एक विषय चुनो।",
+)
+NO_TOPICS = _t(
+    "This course has no list of topics; let's go on.",
+    "इस कोर्स में विषयों की सूची नहीं है; चलो आगे बढ़ते हैं।",
 )
 LANGUAGE_SET = _t("Okay, English it is.", "ठीक है, अब हिंदी में।")

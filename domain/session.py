@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tutorlane.domain import phrases
-from tutorlane.domain.answers import judge, read_numbers
+from tutorlane.domain.answers import choose_route, judge, read_numbers
 from tutorlane.domain.course import (
     ChoiceAnswer,
     Course,
@@ -246,8 +246,13 @@ class _Turn:
                 self.ask_current_or_invite()
         elif node is None:
             self.say(phrases.NOT_STARTED)
+        elif command is Command.TOPICS:
+            self.open_menu()
         elif command is Command.HINT:
             self.hint(node)
+        elif command is Command.SKIP and node.is_menu:
+            self.say(phrases.PICK_TOPIC)
+            self.ask_current()
         elif command is Command.SKIP:
             self.record(QuestionSkipped, node=node.id, skill=node.skill)
             self.say(phrases.SKIPPED, answer=_show_answer(node, self.language))
@@ -301,7 +306,27 @@ class _Turn:
         self.lines.append(node.hints[number - 1].in_language(self.language))
         self.ask_current()
 
+    def open_menu(self) -> None:
+        # NOTE: opening the menu or choosing from it records no event: nothing is
+        # learnt or answered, and the next answer's event names its node.
+        if self.course.menu is None:
+            self.say(phrases.NO_TOPICS)
+            self.ask_current()
+            return
+        self.move_to(self.course.menu)
+
+    def choose(self, node: Node, text: str) -> None:
+        target = choose_route(node.routes, text)
+        if target is None:
+            self.say(phrases.PICK_TOPIC)
+            self.ask_current()
+            return
+        self.move_to(target)
+
     def answer(self, node: Node, text: str) -> None:
+        if node.answer is None:
+            self.choose(node, text)
+            return
         if isinstance(node.answer, NumberAnswer) and not read_numbers(text):
             self.say(phrases.NEEDS_NUMBER)
             self.ask_current()
@@ -389,6 +414,8 @@ class _Turn:
 
 def _show_answer(node: Node, language: str) -> str:
     answer = node.answer
+    if answer is None:
+        return ""  # a menu has no answer; no path shows one
     if isinstance(answer, NumberAnswer):
         return _indian_number(answer.value)
     if isinstance(answer, PhraseAnswer):

@@ -514,3 +514,188 @@ def messages_api_imitation(host: str, port: int) -> None:
     click.echo(f"Messages API imitation on http://{host}:{port} (GET /_received)")
     app = create_messages_imitation(MessagesImitation())
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.group()
+def replay() -> None:
+    """Recorded students through the running tutor; fit and test knowledge tracing."""
+
+
+def _read_dataset(path: Path, students: int | None) -> list[Any]:
+    from tutorlane.domain.assistments import DatasetError
+    from tutorlane.entrypoints.replay import read_dataset
+
+    try:
+        return read_dataset(path, students)
+    except DatasetError as ex:
+        raise click.ClickException(str(ex)) from None
+
+
+_DATASET = click.argument(
+    "dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+_STUDENTS = click.option(
+    "--students",
+    type=click.IntRange(1),
+    help="Only the first N students of the file.",
+)
+
+
+@replay.command("course")
+@_DATASET
+@click.option(
+    "--out",
+    default=Path("replay-flows"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the course into; serve it with TUTORLANE_FLOWS.",
+)
+def replay_course(dataset: Path, out: Path) -> None:
+    """Write the course a dataset's students take: a topic menu, a question a skill."""
+    from tutorlane.entrypoints.replay import write_course
+
+    path, course = write_course(_read_dataset(dataset, None), out)
+    click.echo(
+        f"wrote {path}: course {course.id!r}, {len(course.skills)} skills\n"
+        f"serve it: TUTORLANE_FLOWS={out} tutorlane serve"
+    )
+
+
+@replay.command("dataset")
+@_DATASET
+@click.option("--url", help="Base URL of the running server (default: var/serve.json).")
+@click.option("--secret", help="Its webhook secret (default: var/serve.json).")
+@_STUDENTS
+@click.option(
+    "--concurrency",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Students chatting at once; each sends one message at a time.",
+)
+@click.option(
+    "--idle-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="Stop waiting for the slow lane after this many seconds without progress.",
+)
+def replay_dataset(
+    dataset: Path,
+    url: str | None,
+    secret: str | None,
+    students: int | None,
+    concurrency: int,
+    idle_timeout: float,
+) -> None:
+    """Play a dataset's students through a running server's webhook.
+
+    Run `tutorlane replay course` first and serve its folder (TUTORLANE_FLOWS); this
+    command reads the event store of TUTORLANE_DATABASE_URL (or var/events.db) to
+    count what the slow lane recorded.
+    """
+    from tutorlane.adapters.flow_files import load_courses
+    from tutorlane.domain.course import CourseError
+    from tutorlane.domain.replay import REPLAY_COURSE_ID
+    from tutorlane.entrypoints.chat import ServerInfo, read_server_info
+    from tutorlane.entrypoints.replay import ReplayError, missing_skills, run_dataset
+
+    settings = load_settings()
+    if url and not secret:
+        raise click.UsageError("--url needs --secret too")
+    info = ServerInfo(url.rstrip("/"), secret or "") if url else None
+    if info is None:
+        info = read_server_info(settings.var_dir)
+    if info is None:
+        raise click.UsageError(
+            "no running server found in var/serve.json: start `tutorlane serve` "
+            "or pass --url and --secret"
+        )
+    records = _read_dataset(dataset, students)
+
+    # The server is expected to serve the same course folder as this environment.
+    try:
+        course = load_courses(settings.flows).get(REPLAY_COURSE_ID)
+    except CourseError as ex:
+        raise click.ClickException(str(ex)) from None
+    if course is None:
+        raise click.ClickException(
+            f"{settings.flows} has no {REPLAY_COURSE_ID} course: run `tutorlane "
+            "replay course DATASET --out DIR` and serve DIR with TUTORLANE_FLOWS=DIR"
+        )
+    missing = missing_skills(records, course)
+    if missing:
+        raise click.ClickException(
+            f"the replay course in {settings.flows} has no question for skills "
+            f"{missing[:10]}: write it from a file with every skill"
+        )
+
+    try:
+        result = run_dataset(
+            f"{info.base_url}{info.webhook_path}",
+            settings.event_store_url,
+            records,
+            concurrency,
+            idle_timeout,
+            _existing_pseudonymiser(settings),
+        )
+    except ReplayError as ex:
+        raise click.ClickException(str(ex)) from None
+    if result.recorded_answers != result.answers:
+        raise SystemExit(1)
+
+
+def _existing_pseudonymiser(settings: Settings) -> Callable[[str], str] | None:
+    """Return the deployment's pseudonymiser if its key exists; never make a key."""
+    from tutorlane.bootstrap import make_pseudonymiser
+
+    path = settings.var_dir / "pseudonym.key"
+    if settings.pseudonym_key is not None or path.exists():
+        return make_pseudonymiser(settings)
+    return None
+
+
+@replay.command("fit")
+@click.option(
+    "--course",
+    default=None,
+    help="Only answers in this course (default: every course's answers).",
+)
+@click.option("--forget", is_flag=True, help="Also fit forgetting (not plain BKT).")
+@click.option("--restarts", default=1, show_default=True, type=click.IntRange(1, 20))
+def replay_fit(course: str | None, forget: bool, restarts: int) -> None:
+    """Fit BKT per skill from the answers in the event store; save bkt_parameters."""
+    from tutorlane.entrypoints.replay import run_fit
+
+    run_fit(load_settings().event_store_url, course, forget, restarts)
+
+
+@replay.command("evaluate")
+@_DATASET
+@_STUDENTS
+@click.option(
+    "--folds",
+    type=click.IntRange(2, 100),
+    help="Cross-validate on this file alone: fit on the other folds of students.",
+)
+@click.option("--forget", is_flag=True, help="With --folds: fit forgetting too.")
+@click.option("--restarts", default=1, show_default=True, type=click.IntRange(1, 20))
+def replay_evaluate(
+    dataset: Path,
+    students: int | None,
+    folds: int | None,
+    forget: bool,
+    restarts: int,
+) -> None:
+    """Predict each answer of a file from the earlier ones: AUC and RMSE.
+
+    Without --folds, with the parameters `replay fit` saved; with --folds, by
+    cross-validation on the file itself, without the tutor or its database.
+    """
+    from tutorlane.entrypoints.replay import ReplayError, run_evaluate
+
+    records = _read_dataset(dataset, students)
+    try:
+        run_evaluate(load_settings().event_store_url, records, folds, forget, restarts)
+    except ReplayError as ex:
+        raise click.ClickException(str(ex)) from None
