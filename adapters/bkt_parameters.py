@@ -1,10 +1,8 @@
 """Fitted BKT parameters per skill, in the `bkt_parameters` table (MariaDB or SQLite).
 
 `replay fit` writes them; the knowledge-state projection reads them, falling back to
-the course file's parameters for a skill without a row.
-
-TODO: create the table with an Alembic migration once the read models have theirs
-(issue 4); until then `save_parameters` creates it when it is missing.
+the course file's parameters for a skill without a row. The table is made by the
+Alembic migration 0004 (`tutorlane migrate`).
 """
 
 from __future__ import annotations
@@ -25,12 +23,12 @@ bkt_parameters = sa.Table(
     "bkt_parameters",
     metadata,
     sa.Column("skill", sa.String(64), primary_key=True),
-    sa.Column("prior", sa.Float, nullable=False),
-    sa.Column("learn", sa.Float, nullable=False),
-    sa.Column("guess", sa.Float, nullable=False),
-    sa.Column("slip", sa.Float, nullable=False),
-    sa.Column("forget", sa.Float, nullable=False, server_default="0"),
-    sa.Column("fitted_at", sa.Float, nullable=False),  # Unix seconds
+    sa.Column("prior", sa.Double, nullable=False),
+    sa.Column("learn", sa.Double, nullable=False),
+    sa.Column("guess", sa.Double, nullable=False),
+    sa.Column("slip", sa.Double, nullable=False),
+    sa.Column("forget", sa.Double, nullable=False, server_default="0"),
+    sa.Column("fitted_at", sa.Double, nullable=False),  # Unix seconds
     sa.Column("answers", sa.Integer, nullable=False),  # how many the fit used
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
@@ -71,7 +69,6 @@ def save_parameters(
         for result in fitted
     ]
     try:
-        metadata.create_all(engine, checkfirst=True)
         with engine.begin() as connection:
             if rows:
                 skills = [row["skill"] for row in rows]

@@ -145,7 +145,11 @@ def remediation_choices(course: Course, skill: str) -> tuple[str, ...]:
             if required not in wanted:
                 wanted.add(required)
                 pending.append(required)
-    return tuple(node.id for node in course.nodes.values() if node.skill in wanted)
+    return tuple(
+        node.id
+        for node in course.nodes.values()
+        if node.skill in wanted and not node.is_menu
+    )
 
 
 def build_request(
@@ -198,6 +202,8 @@ def expected_answer(node: Node) -> str:
         return format(answer.value.normalize(), "f")
     if isinstance(answer, ChoiceAnswer):
         return answer.choice
+    if answer is None:
+        return ""  # a menu: no answer is right or wrong
     return answer.phrases[0]
 
 

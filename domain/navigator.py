@@ -75,7 +75,9 @@ class Navigator:
         self._difficulty = self._difficulties()
         self._nodes_by_skill: dict[str, list[str]] = {}
         for node in course.nodes.values():
-            self._nodes_by_skill.setdefault(node.skill, []).append(node.id)
+            # NOTE: a menu asks nothing and trains no skill: it is never planned.
+            if not node.is_menu:
+                self._nodes_by_skill.setdefault(node.skill, []).append(node.id)
 
     def plan(
         self,
@@ -184,7 +186,7 @@ class Navigator:
         """
         by_skill: dict[str, list[str]] = {}
         for node in self.course.nodes.values():
-            if node.id not in self._detours:
+            if node.id not in self._detours and not node.is_menu:
                 by_skill.setdefault(node.skill, []).append(node.id)
         difficulty = dict.fromkeys(self._detours, -0.5)
         for node_ids in by_skill.values():

@@ -8,9 +8,10 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tutorlane.adapters.bkt_parameters import load_parameters
 from tutorlane.adapters.event_feed import EventStoreFeed
 from tutorlane.adapters.event_store import (
     EventStore,
@@ -21,6 +22,7 @@ from tutorlane.adapters.flow_files import load_courses
 from tutorlane.adapters.redis_sessions import RedisClient, RedisSessionStore
 from tutorlane.adapters.sql_projections import SQLProjectionStore
 from tutorlane.commands.plan_next_steps import PlanNextSteps
+from tutorlane.domain.course import BKTParameters
 from tutorlane.domain.navigator import Navigator
 from tutorlane.entrypoints.agents import StudentAgents
 from tutorlane.entrypoints.settings import Settings
@@ -71,10 +73,16 @@ class ReadSide:
         self.store.close()
 
 
-def build_projections(settings: Settings) -> list[Projection]:
-    """Return every projection, configured from the course files."""
+def build_projections(
+    settings: Settings, fitted: Mapping[str, BKTParameters] | None = None
+) -> list[Projection]:
+    """Return every projection, configured from the course files.
+
+    Knowledge tracing uses the `fitted` parameters of a skill where there are some
+    (`tutorlane replay fit`), the course file's otherwise.
+    """
     courses = load_courses(settings.flows)
-    parameters = SkillParameters(courses)
+    parameters = SkillParameters(courses, fitted)
     return [
         InteractionLogProjection(),
         KnowledgeStateProjection(parameters),
@@ -86,8 +94,11 @@ def build_projections(settings: Settings) -> list[Projection]:
 def open_read_side(settings: Settings) -> ReadSide:
     """Migrate the database if needed and open the projections on it."""
     store = open_event_store(settings.event_store_url)
-    tables = SQLProjectionStore(create_event_store_engine(settings.event_store_url))
-    return ReadSide(store, EventStoreFeed(store), tables, build_projections(settings))
+    engine = create_event_store_engine(settings.event_store_url)
+    projections = build_projections(settings, load_parameters(engine))
+    return ReadSide(
+        store, EventStoreFeed(store), SQLProjectionStore(engine), projections
+    )
 
 
 def process_owner() -> str:

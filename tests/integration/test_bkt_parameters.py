@@ -13,21 +13,20 @@ from tutorlane.adapters.bkt_parameters import (
     load_parameters,
     save_parameters,
 )
+from tutorlane.adapters.schema import upgrade_database
 from tutorlane.domain.bkt_fitting import FittedSkill
 from tutorlane.domain.course import BKTParameters
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database, as `tutorlane migrate` leaves it."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'read.db'}"
-        return
-    mariadb_url: str = request.getfixturevalue("mariadb_url")
-    engine = sa.create_engine(mariadb_url)
-    bkt_parameters.drop(engine, checkfirst=True)
-    yield mariadb_url
-    bkt_parameters.drop(engine, checkfirst=True)
-    engine.dispose()
+        database = f"sqlite:///{tmp_path / 'read.db'}"
+    else:
+        database = request.getfixturevalue("mariadb_database_url")
+    upgrade_database(database)
+    yield database
 
 
 def fitted(skill: str, prior: float, answers: int = 10) -> FittedSkill:

@@ -199,3 +199,21 @@ def test_the_topics_command_before_starting_invites_to_start(
 
     assert decision.events == ()
     assert decision.reply is not None and "Send hi" in decision.reply.text
+
+
+def test_the_navigator_never_plans_a_menu_and_plans_around_one(
+    menu_course: Course,
+) -> None:
+    from tutorlane.domain.knowledge import SkillKnowledge
+    from tutorlane.domain.navigator import Navigator
+
+    navigator = Navigator(menu_course)
+    struggling = {"addition": SkillKnowledge("addition", 0.1, attempts=4)}
+
+    plan = navigator.plan(struggling, {"addition": 0.0}, "add-1", [], 100.0)
+
+    assert plan
+    assert all(not menu_course.node(node_id).is_menu for node_id in plan)
+    assert navigator.plan({}, {}, "topics", [], 100.0) == navigator.plan(
+        {}, {}, "topics", [], 100.0
+    )
