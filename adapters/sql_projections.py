@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from tutorlane.projections.base import Key, ProjectionState, Row
+from tutorlane.projections.base import Key, ProjectionState, Row, TableDifference
 
 PROJECTION_STATE = "projection_state"
 
 # Keys go to the database in IN lists of at most this many tuples.
 MAX_KEYS_PER_QUERY = 500
+SAMPLE_KEYS = 3  # differing rows a check names
 
 MYSQL_TABLE_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
@@ -245,6 +246,30 @@ class SQLLockedProjection:
             sa.update(table).where(table.c.name == self.state.name).values(**values)
         )
 
+    def differences(self, table: str, generation: int, other: int) -> TableDifference:
+        """Compare a table's rows in two generations, column for column."""
+        first = self.store.generation_table(table, generation)
+        second = self.store.generation_table(table, other)
+        only_here = sa.except_(sa.select(first), sa.select(second)).subquery()
+        only_there = sa.except_(sa.select(second), sa.select(first)).subquery()
+        keys = [only_here.c[column.name] for column in first.primary_key.columns]
+
+        def count(selectable: Any) -> int:
+            statement = sa.select(sa.func.count()).select_from(selectable)
+            return int(self.connection.execute(statement).scalar_one())
+
+        sample = self.connection.execute(
+            sa.select(*keys).order_by(*keys).limit(SAMPLE_KEYS)
+        )
+        return TableDifference(
+            table,
+            rows=count(first),
+            other_rows=count(second),
+            only_here=count(only_here),
+            only_there=count(only_there),
+            sample_keys=tuple(tuple(row) for row in sample),
+        )
+
 
 class SQLProjectionStore:
     """The projections' tables and bookkeeping in one SQL database."""
@@ -317,12 +342,21 @@ class SQLProjectionStore:
 
     def drop_other_generations(self, tables: Sequence[str], keep: set[int]) -> None:
         """Drop every generation of these tables but those in `keep`."""
+        self._drop_generations(tables, lambda generation: generation not in keep)
+
+    def drop_older_generations(self, tables: Sequence[str], live: int) -> None:
+        """Drop the generations of these tables older than the live one."""
+        self._drop_generations(tables, lambda generation: generation < live)
+
+    def _drop_generations(
+        self, tables: Sequence[str], doomed: Callable[[int], bool]
+    ) -> None:
         existing = sa.inspect(self.engine).get_table_names()
         for table in tables:
             pattern = re.compile(rf"{re.escape(table)}_g(\d+)")
             for name in existing:
                 match = pattern.fullmatch(name)
-                if match and int(match.group(1)) not in keep:
+                if match and doomed(int(match.group(1))):
                     self.drop_generation([table], int(match.group(1)))
 
     def publish(self, tables: Sequence[str], generation: int) -> None:

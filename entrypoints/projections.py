@@ -34,7 +34,9 @@ from tutorlane.projections.knowledge_state import (
     SkillParameters,
 )
 from tutorlane.projections.next_steps import NextStepsProjection
-from tutorlane.projections.rebuild import Progress, ProjectionRebuild, RebuildReport
+from tutorlane.projections.rebuild import (
+    ProjectionRebuild,
+)
 from tutorlane.projections.runner import LIVE_BATCH, ProjectionRunner
 
 logger = logging.getLogger(__name__)
@@ -157,6 +159,7 @@ def run_projections(
             asyncio.run_coroutine_threadsafe(_close(redis), own_loop).result(5)
             own_loop.call_soon_threadsafe(own_loop.stop)
         read_side.close()
+    logger.info("projection runner stopped")
 
 
 async def _close(redis: RedisClient | None) -> None:
@@ -175,7 +178,12 @@ def build_agents(
 
     course = pick_course(settings)
     sessions = RedisSessionStore(redis, shards=settings.shards)
-    planners = {course.id: PlanNextSteps(sessions, Navigator(course))}
+    # A course whose order is fixed takes no plans: writing them would be wasted.
+    planners = (
+        {course.id: PlanNextSteps(sessions, Navigator(course))}
+        if course.navigator
+        else {}
+    )
     return StudentAgents(
         read_side.tables,
         read_side.store,
@@ -185,14 +193,12 @@ def build_agents(
     )
 
 
-def rebuild_projection(
-    read_side: ReadSide, projection: Projection, progress: Progress | None = None
-) -> RebuildReport:
-    """Rebuild one projection beside the live one and swap it in."""
-    rebuild = ProjectionRebuild(
+def rebuild_of(read_side: ReadSide, projection: Projection) -> ProjectionRebuild:
+    """Return a rebuild of one projection by this process: `run()` swaps it in,
+    `check()` compares it with the live tables."""
+    return ProjectionRebuild(
         projection, read_side.tables, read_side.feed, process_owner()
     )
-    return rebuild.run(progress)
 
 
 @dataclass(frozen=True, slots=True)

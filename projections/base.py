@@ -87,3 +87,20 @@ class ProjectionState:
     rebuild_owner: str | None = None
     rebuild_started_at: float | None = None
     rebuild_lease_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableDifference:
+    """How one table's rows differ between two generations."""
+
+    table: str
+    rows: int
+    other_rows: int
+    only_here: int  # rows of the first generation the other lacks or has changed
+    only_there: int
+    sample_keys: tuple[Key, ...] = ()  # primary keys of a few rows only here
+
+    @property
+    def equal(self) -> bool:
+        """Tell whether both generations hold the same rows."""
+        return self.only_here == 0 and self.only_there == 0

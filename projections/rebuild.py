@@ -6,15 +6,19 @@ rebuild of the same projection is refused while the lease holds, and one started
 after the holder died (its lease lapsed) resumes where it stopped. Once the new
 generation has caught up, one transaction applies the last events while holding the
 live runner off and makes it live; then the views follow and the old tables go.
+
+A check fills a generation the same way, only as far as the live tables have come,
+compares the two row for row with the live runner held off, and drops its own.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
-from tutorlane.projections.base import Projection, ProjectionState
+from tutorlane.projections.base import Projection, ProjectionState, TableDifference
 from tutorlane.projections.runner import EventFeed, LockedProjection, ProjectionTables
 
 REBUILD_BATCH = 5000
@@ -50,7 +54,36 @@ class RebuildReport:
     resumed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """How a projection's live tables compare with a rebuild from the log."""
+
+    name: str
+    position: int  # both were compared as of this event
+    events: int
+    seconds: float
+    differences: tuple[TableDifference, ...]
+    live_is_current: bool  # built by this code version with these parameters
+
+    @property
+    def equal(self) -> bool:
+        """Tell whether every table of the live projection equals the rebuild."""
+        return all(difference.equal for difference in self.differences)
+
+
 Progress = Callable[[int, int], None]
+
+NO_REBUILD: dict[str, Any] = dict.fromkeys(
+    (
+        "rebuild_version",
+        "rebuild_generation",
+        "rebuild_position",
+        "rebuild_fingerprint",
+        "rebuild_owner",
+        "rebuild_started_at",
+        "rebuild_lease_until",
+    )
+)
 
 
 class ProjectionRebuild:
@@ -136,37 +169,15 @@ class ProjectionRebuild:
         """Rebuild the projection and swap it in; `progress(done, total)` per batch."""
         started = time.monotonic()
         claim = self.claim()
-        position = claim.position
-        total = self.feed.count(position, self.feed.head())
-        done = 0
-
         try:
-            while True:
-                head = self.feed.head()
-                batch = self.feed.read(position, head, self.batch_size)
-                if not batch:
-                    break
-                with self.tables.locked(self.name) as locked:
-                    self.check_lease(locked, claim.generation)
-                    self.projection.apply(
-                        batch, locked.rows(self.projection.tables, claim.generation)
-                    )
-                    position = batch[-1].notification_id
-                    locked.update(
-                        rebuild_position=position,
-                        rebuild_lease_until=self.clock() + self.lease_seconds,
-                    )
-                done += len(batch)
-                total = max(total, done)
-                if progress is not None:
-                    progress(done, total)
+            position, done = self.fill(claim, self.feed.head, progress)
             done += self.swap(claim.generation, position)
         except BaseException:
             self.release()
             raise
 
         if progress is not None:
-            progress(done, max(total, done))
+            progress(done, done)
         return RebuildReport(
             self.name,
             claim.generation,
@@ -175,6 +186,86 @@ class ProjectionRebuild:
             time.monotonic() - started,
             claim.resumed,
         )
+
+    def check(self, progress: Progress | None = None) -> CheckReport:
+        """Rebuild the projection beside the live one, as far as the live one has
+        come, and compare them row for row; then drop the rebuilt tables.
+
+        The live tables stay live whatever the outcome.
+        """
+        started = time.monotonic()
+        state = self.tables.states()[self.name]
+        if state.rebuild_generation is not None:
+            self.refuse_if_running(state, self.clock())
+            raise RebuildRunning(
+                f"projection {self.name} has an unfinished rebuild: finish it with "
+                f"`tutorlane projections rebuild {self.name}`, then check"
+            )
+        claim = self.claim()
+        try:
+            position, done = self.fill(claim, self.live_position, progress)
+            report = self.compare(claim.generation, position, done)
+        finally:
+            self.abandon(claim.generation)
+        return replace(report, seconds=time.monotonic() - started)
+
+    def fill(
+        self, claim: RebuildClaim, up_to: Callable[[], int], progress: Progress | None
+    ) -> tuple[int, int]:
+        """Apply the log to the claimed generation in batches, as far as `up_to()`
+        says at each batch; return the position reached and the events applied."""
+        position = claim.position
+        total = self.feed.count(position, up_to())
+        done = 0
+        while batch := self.feed.read(position, up_to(), self.batch_size):
+            with self.tables.locked(self.name) as locked:
+                self.check_lease(locked, claim.generation)
+                self.projection.apply(
+                    batch, locked.rows(self.projection.tables, claim.generation)
+                )
+                position = batch[-1].notification_id
+                locked.update(
+                    rebuild_position=position,
+                    rebuild_lease_until=self.clock() + self.lease_seconds,
+                )
+            done += len(batch)
+            total = max(total, done)
+            if progress is not None:
+                progress(done, total)
+        return position, done
+
+    def live_position(self) -> int:
+        """Return how far the live tables have come in the log."""
+        return self.tables.states()[self.name].position
+
+    def compare(self, generation: int, position: int, done: int) -> CheckReport:
+        """Bring the rebuilt generation to the live one's position, with the live
+        runner held off, and compare their rows."""
+        with self.tables.locked(self.name) as locked:
+            self.check_lease(locked, generation)
+            live = locked.state
+            rows = locked.rows(self.projection.tables, generation)
+            while batch := self.feed.read(position, live.position, self.batch_size):
+                self.projection.apply(batch, rows)
+                position = batch[-1].notification_id
+                done += len(batch)
+            differences = tuple(
+                locked.differences(table, live.generation, generation)
+                for table in self.projection.tables
+            )
+            current = (
+                live.version == self.projection.version
+                and live.fingerprint == self.projection.fingerprint()
+            )
+        return CheckReport(self.name, live.position, done, 0.0, differences, current)
+
+    def abandon(self, generation: int) -> None:
+        """Give up the claim and drop the generation it filled."""
+        with self.tables.locked(self.name) as locked:
+            live_generation = locked.state.generation
+            if locked.state.rebuild_owner == self.owner:
+                locked.update(**NO_REBUILD)
+        self.tables.drop_other_generations(self.projection.tables, {live_generation})
 
     def swap(self, generation: int, position: int) -> int:
         """Apply the last events with the live runner held off, then go live."""
@@ -191,13 +282,7 @@ class ProjectionRebuild:
                 generation=generation,
                 position=position,
                 fingerprint=self.projection.fingerprint(),
-                rebuild_version=None,
-                rebuild_generation=None,
-                rebuild_position=None,
-                rebuild_fingerprint=None,
-                rebuild_owner=None,
-                rebuild_started_at=None,
-                rebuild_lease_until=None,
+                **NO_REBUILD,
             )
         self.tables.publish(self.projection.tables, generation)
         self.tables.drop_other_generations(self.projection.tables, {generation})

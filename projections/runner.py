@@ -21,6 +21,7 @@ from tutorlane.projections.base import (
     Projection,
     ProjectionState,
     RowStore,
+    TableDifference,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ class LockedProjection(Protocol):
         """Change fields of the bookkeeping row."""
         ...
 
+    def differences(self, table: str, generation: int, other: int) -> TableDifference:
+        """Compare a table's rows in two generations, in this transaction."""
+        ...
+
 
 class ProjectionTables(Protocol):
     """Where projections keep their rows and positions."""
@@ -81,6 +86,10 @@ class ProjectionTables(Protocol):
 
     def drop_other_generations(self, tables: Sequence[str], keep: set[int]) -> None:
         """Drop every generation of these tables but those in `keep`."""
+        ...
+
+    def drop_older_generations(self, tables: Sequence[str], live: int) -> None:
+        """Drop the generations of these tables older than the live one."""
         ...
 
 
@@ -107,7 +116,7 @@ class ProjectionRunner:
         self._warned: set[tuple[str, str]] = set()
 
     def prepare(self) -> None:
-        """Point every view at its live generation and drop orphaned generations.
+        """Point every view at its live generation and drop older generations.
 
         Repairs what a process that died between a rebuild's swap and its tidying
         left behind.
@@ -117,11 +126,22 @@ class ProjectionRunner:
             state = states.get(projection.name)
             if state is None:
                 continue
-            self.tables.publish(projection.tables, state.generation)
-            keep = {state.generation}
-            if state.rebuild_generation is not None:
-                keep.add(state.rebuild_generation)
-            self.tables.drop_other_generations(projection.tables, keep)
+            self.publish_live(projection, state.generation)
+            # NOTE: only older ones: a rebuild may claim and create a newer one
+            # at any moment, unseen by this snapshot of the states. A newer one
+            # an interrupted rebuild left is resumed or made afresh by the next.
+            self.tables.drop_older_generations(projection.tables, state.generation)
+
+    def publish_live(self, projection: Projection, generation: int) -> None:
+        """Point the views at the live generation, even if a rebuild swaps now."""
+        while True:
+            self.tables.publish(projection.tables, generation)
+            # NOTE: a swap that committed before this publish but published its
+            # own views earlier was just undone: look again and follow it.
+            live = self.tables.states()[projection.name].generation
+            if live == generation:
+                return
+            generation = live
 
     def run_once(self) -> int:
         """Apply one batch of new events; return how many events it read."""

@@ -285,6 +285,7 @@ def test_every_answer_reaches_the_event_store_once_in_order(pipeline: Pipeline) 
     assert pipeline.outbox_length() == 0
 
     # ... and the read models, with plans written back into the sessions.
+    # Each projection follows the log at its own pace: wait for every one.
     answers = SCRIPT_ANSWERS * len(phones)
     wait_for(
         lambda: pipeline.count("interaction_log") == answers,
@@ -292,7 +293,12 @@ def test_every_answer_reaches_the_event_store_once_in_order(pipeline: Pipeline) 
         on_each=pipeline.projections.check_running,
         what=f"{answers} rows in interaction_log",
     )
-    assert pipeline.count("next_steps") == len(phones)
+    wait_for(
+        lambda: pipeline.count("next_steps") == len(phones),
+        60,
+        on_each=pipeline.projections.check_running,
+        what=f"a plan for each of {len(phones)} students in next_steps",
+    )
     assert pipeline.count("knowledge_state") > 0
     wait_for(
         lambda: all(pipeline.plans(phones)), 30, what="every student's plan in Redis"

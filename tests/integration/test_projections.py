@@ -44,6 +44,7 @@ from tutorlane.projections.knowledge_state import (
 )
 from tutorlane.projections.next_steps import NextStepsProjection
 from tutorlane.projections.rebuild import (
+    CheckReport,
     LostLease,
     ProjectionRebuild,
     RebuildRunning,
@@ -322,6 +323,48 @@ def test_a_second_rebuild_at_the_same_time_is_refused(models: ReadModels) -> Non
     assert models.tables.states()["knowledge_state"].generation == 3
 
 
+def test_a_runner_starting_during_a_rebuild_leaves_the_rebuilds_tables(
+    models: ReadModels,
+) -> None:
+    record(models.store, answers_of(students=3, per_student=5))
+    models.catch_up()
+    projection = models.projections[0]
+    rebuild = ProjectionRebuild(
+        projection, models.tables, models.feed, "host-a:1", batch_size=4
+    )
+    runner = models.runner()
+    # A runner starts, its snapshot of the states taken before the rebuild's
+    # claim, and tidies up after the rebuild's first batch.
+    runner.tables = StaleStates(models.tables, models.tables.states())
+    batches = 0
+
+    def runner_starts(done: int, total: int) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 1:
+            runner.prepare()
+
+    report = rebuild.run(runner_starts)
+
+    assert models.tables.states()["interaction_log"].generation == report.generation
+    assert len(models.rows()["interaction_log"]) == 15
+
+
+class StaleStates:
+    """Projection tables whose first `states()` answers from an old snapshot."""
+
+    def __init__(self, tables: SQLProjectionStore, snapshot: dict[str, Any]) -> None:
+        self.tables = tables
+        self.snapshot: dict[str, Any] | None = snapshot
+
+    def states(self) -> dict[str, Any]:
+        snapshot, self.snapshot = self.snapshot, None
+        return snapshot if snapshot is not None else self.tables.states()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tables, name)
+
+
 def test_an_interrupted_rebuild_resumes_where_it_stopped(models: ReadModels) -> None:
     record(models.store, answers_of(students=4, per_student=25))
     models.catch_up()
@@ -392,15 +435,72 @@ def test_a_rebuild_while_events_keep_arriving_equals_a_fresh_rebuild(
         models.rebuild(batch_size=40)
     finally:
         writer.join()
+        stop.set()
+        running.join()
     models.catch_up()
-    stop.set()
-    running.join()
     while_arriving = models.rows()
 
     models.rebuild()
 
     assert models.rows() == while_arriving
     assert len(while_arriving["interaction_log"]) == len(events)
+
+
+# Check --------------------------------------------------------------------------------
+
+
+def check(models: ReadModels, projection: Projection, **options: Any) -> CheckReport:
+    return ProjectionRebuild(projection, models.tables, models.feed, "checker").check(
+        **options
+    )
+
+
+def test_a_check_finds_the_live_tables_equal_as_far_as_they_have_come(
+    models: ReadModels,
+) -> None:
+    record(models.store, answers_of(students=6, per_student=10))
+    models.catch_up(batch_size=7)
+    record(models.store, [answer("late", seq, correct=True) for seq in (1, 2)])
+    live = models.rows()
+
+    reports = [check(models, projection) for projection in models.projections]
+
+    assert all(report.equal and report.live_is_current for report in reports)
+    interaction_log = reports[0].differences[0]
+    assert interaction_log.rows == interaction_log.other_rows == 60
+    assert models.rows() == live
+    assert {state.generation for state in models.tables.states().values()} == {1}
+    assert not any(state.rebuild_owner for state in models.tables.states().values())
+    tables = set(sa.inspect(models.tables.engine).get_table_names())
+    assert not any(table.endswith("_g2") for table in tables)
+
+
+def test_a_check_names_a_live_row_that_differs_from_the_rebuild(
+    models: ReadModels,
+) -> None:
+    record(models.store, answers_of(students=3, per_student=4))
+    models.catch_up()
+    with models.tables.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE knowledge_state_g1 SET correct = correct + 1 "
+            "WHERE student = 'student-1'"
+        )
+
+    report = check(models, models.projections[1])
+
+    assert not report.equal
+    (difference,) = report.differences
+    assert difference.only_here == difference.only_there > 0
+    assert all(key[0] == "student-1" for key in difference.sample_keys)
+
+
+def test_a_check_waits_for_an_unfinished_rebuild(models: ReadModels) -> None:
+    record(models.store, answers_of(students=2, per_student=2))
+    projection = models.projections[0]
+    ProjectionRebuild(projection, models.tables, models.feed, "host-a:1").claim()
+
+    with pytest.raises(RebuildRunning, match="being rebuilt by host-a:1"):
+        check(models, projection)
 
 
 # Live equals rebuild, for any history ------------------------------------------------
