@@ -129,6 +129,8 @@ class Course:
     """A whole course: its skills, its nodes, the node it starts at, and its menu.
 
     `menu`, when set, names the menu node that the `topics` command opens.
+    `navigator` tells whether the Navigator's plan may choose a student's next
+    question; without it the graph alone decides.
     """
 
     id: str
@@ -137,6 +139,7 @@ class Course:
     skills: Mapping[str, Skill]
     nodes: Mapping[str, Node]
     menu: str | None = None
+    navigator: bool = True
 
     def node(self, node_id: str) -> Node:
         """Return the node called `node_id`."""
@@ -195,8 +198,14 @@ class _CourseReader:
                 "top level", f"menu {menu!r} must name a node that has routes"
             )
 
+        navigator = data.get("navigator", True)
+        if not isinstance(navigator, bool):
+            raise self.fail(
+                "top level", f"navigator must be true or false, not {navigator!r}"
+            )
+
         self.check_links(nodes)
-        return Course(course_id, title, start, skills, nodes, menu)
+        return Course(course_id, title, start, skills, nodes, menu, navigator)
 
     # Skills ---------------------------------------------------------------------
 

@@ -114,6 +114,14 @@ class CourseStopped(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CourseResumed(Event):
+    """A student who had stopped came back to their place."""
+
+    TYPE: ClassVar[str] = "CourseResumed"
+    node: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SessionExpired(Event):
     """A student came back after the inactivity limit; their attempt was reset."""
 
@@ -157,6 +165,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         QuestionSkipped,
         CourseCompleted,
         CourseStopped,
+        CourseResumed,
         SessionExpired,
         AnalysisRecorded,
     )

@@ -25,6 +25,7 @@ from tutorlane.domain.course import (
 from tutorlane.domain.events import (
     AnswerSubmitted,
     CourseCompleted,
+    CourseResumed,
     CourseStarted,
     CourseStopped,
     Event,
@@ -272,6 +273,10 @@ class _Turn:
         if not resumable:
             self.start()
             return
+        if self.session.status is Status.STOPPED:
+            # Recorded, as the stop was: a session restored from the events must
+            # find the student active again.
+            self.record(CourseResumed, node=self.session.node)
         self.session = replace(self.session, status=Status.ACTIVE)
         self.say(phrases.WELCOME_BACK)
         self.ask_current()
@@ -371,6 +376,8 @@ class _Turn:
     def forward(self, node: Node, default: str | None) -> str | None:
         """Pick the next node: the Navigator's plan when it is fresh, else the graph."""
         plan = self.session.plan
+        if not self.course.navigator:
+            return default
         if plan and self.session.plan_for == node.id and self.course.has_node(plan[0]):
             self.session = replace(self.session, plan=plan[1:], plan_for=plan[0])
             return plan[0]
@@ -482,6 +489,8 @@ class _Restoration:
             self.session = replace(self.session, status=Status.FINISHED, node="")
         elif isinstance(event, CourseStopped):
             self.session = replace(self.session, status=Status.STOPPED)
+        elif isinstance(event, CourseResumed):
+            self.at(event.node, event.occurred_at)
         elif isinstance(event, SessionExpired):
             self.session = replace(self.session, attempts=0, hints=0)
         elif isinstance(event, HintGiven):
@@ -513,7 +522,7 @@ class _Restoration:
 
     def at(self, node_id: str, when: float) -> None:
         """Place the student at the node an event happened at, working on it."""
-        # NOTE: resuming after `stop` records no event; working on a node shows it.
+        # NOTE: logs from before CourseResumed show a resume only by work on a node.
         self.session = replace(self.session, status=Status.ACTIVE)
         if self.session.node != node_id:
             self.arrive(node_id, when)

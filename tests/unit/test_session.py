@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tutorlane.domain.course import Course, parse_course
+from tutorlane.domain.course import Course, CourseError, parse_course
 from tutorlane.domain.events import (
     AnswerSubmitted,
     CourseCompleted,
+    CourseResumed,
     CourseStarted,
     CourseStopped,
     Event,
@@ -297,6 +299,23 @@ def test_a_stale_navigator_plan_is_ignored(course: Course) -> None:
     assert decision.session.node == "add-2"
 
 
+def test_a_course_without_the_navigator_follows_its_graph_whatever_the_plan(
+    course: Course,
+) -> None:
+    fixed = replace(course, navigator=False)
+    chat = started(fixed)
+    chat.session = replace(chat.session, plan=("shape-1",), plan_for="add-1")
+    decision = chat.send("15")
+
+    assert decision.session.node == "add-2"
+
+
+def test_a_course_file_must_say_navigator_true_or_false() -> None:
+    with pytest.raises(CourseError, match="navigator must be true or false"):
+        parse_course({**TINY_COURSE, "navigator": "no"}, "tiny.yaml")
+    assert not parse_course({**TINY_COURSE, "navigator": False}, "tiny.yaml").navigator
+
+
 def test_event_ids_are_deterministic_and_sequences_have_no_gaps(course: Course) -> None:
     one, two = Conversation(course), Conversation(course)
     events_one: list[Event] = []
@@ -447,6 +466,16 @@ def test_a_session_restored_from_its_events_is_where_the_student_was(
     ), expected
     assert restored.last_seen == events[-1].occurred_at
     assert restored.version == 0
+
+
+def test_a_student_back_after_stop_is_restored_active(course: Course) -> None:
+    chat = Conversation(course)
+    events = [*chat.send("hi").events, *chat.send("stop").events]
+    resumed = chat.send("hi").events
+
+    assert [type(event) for event in resumed] == [CourseResumed]
+    restored = restore_session([*events, *resumed], course)
+    assert (restored.status, restored.node) == (Status.ACTIVE, chat.session.node)
 
 
 def test_a_restored_session_carries_on_with_the_next_sequence_number(
