@@ -29,6 +29,7 @@ class StudentAnswers:
     index: int
     skills: tuple[int, ...]
     correct: tuple[bool, ...]
+    cohort: int = 0  # which file the student came from (see `replay.cohort_of`)
 
     def __len__(self) -> int:
         return len(self.skills)

@@ -10,6 +10,7 @@ they type `topics` and pick the next one. A recorded answer becomes the reply `1
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,8 @@ RIGHT_REPLY = "1"
 WRONG_REPLY = "0"
 START_COMMAND = "start"
 TOPICS_COMMAND = "topics"
-FIRST_PHONE = 7_000_000_000  # +91 7000000000 is student 0; Indian mobiles start 6-9
+# +91 7000000000 is student 0 of cohort 0; Indian mobile numbers start with 6-9.
+FIRST_PHONE = 7_000_000_000
 
 
 def skill_id(dataset_skill: int) -> str:
@@ -40,11 +42,22 @@ def topic_label(dataset_skill: int) -> str:
     return str(dataset_skill)
 
 
-def phone_of(student_index: int) -> str:
-    """Return the SwiftChat number of the `student_index`-th student of a file."""
-    if not 0 <= student_index < 1_000_000_000:
-        raise ValueError(f"student index {student_index} is out of 0..999,999,999")
-    return f"+91{FIRST_PHONE + student_index}"
+def phone_of(student_index: int, cohort: int = 0) -> str:
+    """Return the SwiftChat number of the `student_index`-th student of a file.
+
+    The `cohort` (0-999, one per file: `cohort_of`) keeps the students of two
+    files apart, though both have a first student.
+    """
+    if not 0 <= student_index < 1_000_000:
+        raise ValueError(f"student index {student_index} is out of 0..999,999")
+    if not 0 <= cohort < 1000:
+        raise ValueError(f"cohort {cohort} is out of 0..999")
+    return f"+91{FIRST_PHONE + cohort * 1_000_000 + student_index}"
+
+
+def cohort_of(file_name: str) -> int:
+    """Return the cohort of a dataset file: the same for the same name."""
+    return zlib.crc32(file_name.encode("utf-8")) % 1000
 
 
 def replay_course_data(
@@ -79,6 +92,8 @@ def replay_course_data(
         "title": "ASSISTments replay",
         "start": MENU_NODE,
         "menu": MENU_NODE,
+        # The file says which skill each answer was on: no plan may move a student.
+        "navigator": False,
         "skills": [
             {"id": skill_id(skill), "name": f"ASSISTments skill {skill}"}
             for skill in skills

@@ -110,8 +110,10 @@ class ChatSession:
         )
         if response.status_code == 404:
             raise ChatError(
-                "this server sends replies to the SwiftChat API, so chat cannot read "
-                "them; run `tutorlane serve` without TUTORLANE_SWIFTCHAT_BASE_URL"
+                "the server has no reply sink for this secret: either the secret is "
+                "wrong, or the server sends replies to the SwiftChat API, which chat "
+                "cannot read (run `tutorlane serve` without "
+                "TUTORLANE_SWIFTCHAT_BASE_URL)"
             )
         response.raise_for_status()
         replies: list[dict[str, Any]] = response.json()["replies"]

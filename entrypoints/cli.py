@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -185,10 +186,15 @@ def _input_lines() -> Iterator[str]:
 async def _chat_remote(info: ServerInfo, phone: str) -> None:
     import httpx
 
-    from tutorlane.entrypoints.chat import run_chat
+    from tutorlane.entrypoints.chat import ChatError, run_chat
 
     async with httpx.AsyncClient(base_url=info.base_url, timeout=15.0) as http:
-        await run_chat(http, info, phone, _input_lines())
+        try:
+            await run_chat(http, info, phone, _input_lines())
+        except httpx.TransportError as ex:
+            raise ChatError(
+                f"cannot reach a server at {info.base_url}: {ex or type(ex).__name__}"
+            ) from None
 
 
 async def _chat_in_process(settings: Settings, phone: str) -> None:
@@ -398,6 +404,77 @@ def projections_rebuild(names: tuple[str, ...]) -> None:
     run the same command again to resume; a second rebuild of the same projection
     at the same time is refused.
     """
+    from tutorlane.entrypoints.projections import rebuild_of
+
+    def rebuild(read_side: Any, projection: Any, show: Any) -> None:
+        report = rebuild_of(read_side, projection).run(show)
+        resumed = " (resumed)" if report.resumed else ""
+        rate = report.events / report.seconds if report.seconds else 0.0
+        click.echo(
+            f"{report.name}: generation {report.generation} is live at event "
+            f"{report.position}{resumed}; {report.events:,} events in "
+            f"{report.seconds:.1f} s ({rate:,.0f}/s)"
+        )
+
+    _each_projection_with_progress(
+        names, rebuild, "run the same command again to resume"
+    )
+
+
+@projections.command("check")
+@click.argument("names", nargs=-1)
+def projections_check(names: tuple[str, ...]) -> None:
+    """Compare projections (all when none is named) with a rebuild from the log.
+
+    Rebuilds each beside the live one as far as the live one has come, compares
+    them row for row, and drops the rebuilt tables; the live tables stay as they
+    are. Exits with status 1 if any row differs.
+    """
+    from tutorlane.entrypoints.projections import rebuild_of
+
+    differing: list[str] = []
+
+    def check(read_side: Any, projection: Any, show: Any) -> None:
+        report = rebuild_of(read_side, projection).check(show)
+        for difference in report.differences:
+            verdict = (
+                "equal"
+                if difference.equal
+                else (
+                    f"DIFFERENT: {difference.only_here:,} live rows not in the rebuild "
+                    f"(first keys {list(difference.sample_keys)}), "
+                    f"{difference.only_there:,} rebuilt rows not live"
+                )
+            )
+            where = report.name
+            if difference.table != report.name:
+                where += f".{difference.table}"
+            click.echo(
+                f"{where} at event {report.position}: "
+                f"{difference.rows:,} live rows, {difference.other_rows:,} rebuilt; "
+                f"{verdict}"
+            )
+        if not report.equal:
+            differing.append(report.name)
+            if not report.live_is_current:
+                click.echo(
+                    f"{report.name}: its live tables were built by another version "
+                    "or with other parameters; `tutorlane projections rebuild "
+                    f"{report.name}` replaces them"
+                )
+
+    _each_projection_with_progress(names, check, "the live tables are unchanged")
+    if differing:
+        raise click.ClickException(f"differ from a rebuild: {', '.join(differing)}")
+
+
+def _each_projection_with_progress(
+    names: tuple[str, ...],
+    work: Callable[[Any, Any, Callable[[int, int], None]], None],
+    when_interrupted: str,
+) -> None:
+    """Run `work(read_side, projection, show_progress)` for each chosen projection,
+    with a progress bar of events, rate and time left."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -406,11 +483,7 @@ def projections_rebuild(names: tuple[str, ...]) -> None:
         TimeRemainingColumn,
     )
 
-    from tutorlane.entrypoints.projections import (
-        UnknownProjection,
-        open_read_side,
-        rebuild_projection,
-    )
+    from tutorlane.entrypoints.projections import UnknownProjection, open_read_side
     from tutorlane.projections.rebuild import LostLease, RebuildRunning
 
     settings = load_settings()
@@ -434,18 +507,11 @@ def projections_rebuild(names: tuple[str, ...]) -> None:
                     rate = f"{done / elapsed:,.0f}" if elapsed > 0 else ""
                     bar.update(task, completed=done, total=total, rate=rate)
 
-                report = rebuild_projection(read_side, projection, show)
-            resumed = " (resumed)" if report.resumed else ""
-            rate = report.events / report.seconds if report.seconds else 0.0
-            click.echo(
-                f"{report.name}: generation {report.generation} is live at event "
-                f"{report.position}{resumed}; {report.events:,} events in "
-                f"{report.seconds:.1f} s ({rate:,.0f}/s)"
-            )
+                _with_database_errors(partial(work, read_side, projection, show))
     except (UnknownProjection, RebuildRunning, LostLease) as ex:
         raise click.ClickException(str(ex)) from None
     except KeyboardInterrupt:
-        click.echo("interrupted: run the same command again to resume", err=True)
+        click.echo(f"interrupted: {when_interrupted}", err=True)
         raise SystemExit(130) from None
     finally:
         read_side.close()
@@ -598,6 +664,7 @@ def replay_dataset(
     from tutorlane.domain.course import CourseError
     from tutorlane.domain.replay import REPLAY_COURSE_ID
     from tutorlane.entrypoints.chat import ServerInfo, read_server_info
+    from tutorlane.entrypoints.projections import open_read_side
     from tutorlane.entrypoints.replay import ReplayError, missing_skills, run_dataset
 
     settings = load_settings()
@@ -608,7 +675,8 @@ def replay_dataset(
         info = read_server_info(settings.var_dir)
     if info is None:
         raise click.UsageError(
-            "no running server found in var/serve.json: start `tutorlane serve` "
+            f"no running server found in {settings.var_dir / 'serve.json'}: start "
+            "`tutorlane serve` "
             "or pass --url and --secret"
         )
     records = _read_dataset(dataset, students)
@@ -638,6 +706,7 @@ def replay_dataset(
             concurrency,
             idle_timeout,
             _existing_pseudonymiser(settings),
+            lambda: open_read_side(settings),
         )
     except ReplayError as ex:
         raise click.ClickException(str(ex)) from None

@@ -10,12 +10,11 @@ well fitted parameters predict another file's answers.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,16 @@ from tutorlane.domain.bkt_fitting import FitOptions, FittedSkill, fit_skills
 from tutorlane.domain.course import Course
 from tutorlane.domain.replay import (
     REPLAY_COURSE_ID,
+    cohort_of,
     phone_of,
     replay_course_data,
     script_of,
     skill_id,
+)
+from tutorlane.entrypoints.projections import (
+    ProjectionStatus,
+    ReadSide,
+    projection_status,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,7 +54,9 @@ def read_dataset(path: Path, students: int | None = None) -> list[StudentAnswers
     """Read a skill-builder file (raises `DatasetError`), keeping the first N."""
     with path.open(encoding="utf-8") as lines:
         records = parse_dataset(lines, str(path))
-    return records[:students] if students is not None else records
+    cohort = cohort_of(path.name)
+    chosen = records[:students] if students is not None else records
+    return [replace(record, cohort=cohort) for record in chosen]
 
 
 def write_course(
@@ -97,7 +104,7 @@ class ReplayResult:
     recorded_students: int = 0
     recorded_events: int = 0
     drain_seconds: float = 0.0
-    projection_rows: Mapping[str, int] | None = None
+    projections: list[ProjectionStatus] = field(default_factory=list)
     by_student: dict[str, int] = field(default_factory=dict)
     students_matching: int | None = None  # recorded exactly their file's answers
 
@@ -128,7 +135,7 @@ async def send_students(
         queue.put_nowait(record)
 
     async def play(http: httpx.AsyncClient, record: StudentAnswers) -> None:
-        phone = phone_of(record.index)
+        phone = phone_of(record.index, record.cohort)
         for number, step in enumerate(script_of(record)):
             body = {
                 "from": phone,
@@ -217,19 +224,25 @@ def wait_for_answers(
     return time.monotonic() - began
 
 
-def projection_row_counts(database_url: str) -> Mapping[str, int] | None:
-    """Return the row count of each projection table, or None while there are none.
-
-    TODO: the projections (issue 4) are to expose `projection_rows(engine_or_url)`
-    in `tutorlane.projections`; until that function exists this returns None and
-    the summary says so.
-    """
-    projections = importlib.import_module("tutorlane.projections")
-    counter = getattr(projections, "projection_rows", None)
-    if counter is None:
-        return None
-    counts: Mapping[str, int] = counter(database_url)
-    return counts
+def wait_for_projections(
+    read_side: ReadSide,
+    idle_seconds: float,
+    on_progress: Callable[[int], None] = lambda lag: None,
+) -> list[ProjectionStatus]:
+    """Follow the projections until none lags the log, or none has moved for
+    `idle_seconds`; return where each stands."""
+    last_lag, last_change = -1, time.monotonic()
+    while True:
+        statuses = projection_status(read_side)
+        lag = sum(status.lag for status in statuses)
+        on_progress(lag)
+        if lag == 0:
+            return statuses
+        if lag != last_lag:
+            last_lag, last_change = lag, time.monotonic()
+        elif time.monotonic() - last_change > idle_seconds:
+            return statuses
+        time.sleep(POLL_SECONDS)
 
 
 def open_tally(database_url: str, course: str = REPLAY_COURSE_ID) -> AnswerTally:
@@ -248,12 +261,15 @@ def run_dataset(
     concurrency: int,
     idle_seconds: float,
     pseudonymise: Callable[[str], str] | None = None,
+    open_projections: Callable[[], ReadSide] | None = None,
 ) -> ReplayResult:
     """Replay `records` through the webhook with a progress bar; wait for the slow
     lane; print and return the summary.
 
     With the deployment's `pseudonymise`, each student's recorded answers are
-    counted against the file one by one, not only in total.
+    counted against the file one by one, not only in total. With
+    `open_projections`, it also waits for the read models to catch up and counts
+    their rows.
     """
     from rich.console import Console
     from rich.progress import (
@@ -309,11 +325,26 @@ def run_dataset(
         tally.store.close()
     if pseudonymise is not None:
         result.students_matching = sum(
-            result.by_student.get(pseudonymise(phone_of(record.index)), 0)
+            result.by_student.get(
+                pseudonymise(phone_of(record.index, record.cohort)), 0
+            )
             == len(record)
             for record in records
         )
-    result.projection_rows = projection_row_counts(database_url)
+    if open_projections is not None:
+        read_side = open_projections()
+        try:
+            with Progress(TextColumn("{task.description}"), console=console) as bar:
+                task = bar.add_task("projections catching up")
+                result.projections = wait_for_projections(
+                    read_side,
+                    idle_seconds,
+                    lambda lag: bar.update(
+                        task, description=f"projections: {lag:,} events behind"
+                    ),
+                )
+        finally:
+            read_side.close()
     print_summary(result, console)
     return result
 
@@ -336,11 +367,9 @@ def print_summary(result: ReplayResult, console: Any) -> None:
             "students, answers as in file",
             f"{result.students_matching:,} of {result.students:,}",
         )
-    if result.projection_rows is None:
-        table.add_row("projection rows", "TODO: no projections yet (issue 4)")
-    else:
-        for name, rows in result.projection_rows.items():
-            table.add_row(f"rows in {name}", f"{rows:,}")
+    for status in result.projections:
+        behind = f", {status.lag:,} events behind" if status.lag else ""
+        table.add_row(f"rows in {status.name}", f"{status.rows:,}{behind}")
     table.add_row("sending", f"{result.send_seconds:,.1f} s")
     table.add_row("messages per second", f"{result.messages_per_second:,.0f}")
     table.add_row("until all recorded", f"{result.total_seconds:,.1f} s")
@@ -350,6 +379,12 @@ def print_summary(result: ReplayResult, console: Any) -> None:
             f"[bold red]{result.answers:,} answers were sent but "
             f"{result.recorded_answers:,} recorded[/]: is the server running the "
             f"replay course ({REPLAY_COURSE_ID}) with this event store?"
+        )
+    if any(status.lag for status in result.projections):
+        console.print(
+            "[bold yellow]the projections have not caught up[/]: is `tutorlane "
+            "projections run` running on this database? `tutorlane projections "
+            "status` shows where each stands"
         )
 
 

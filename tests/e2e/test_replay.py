@@ -9,6 +9,8 @@ exactly once, in each student's order, right or wrong as in the file.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +21,9 @@ from tutorlane.adapters.answer_history import read_answers
 from tutorlane.adapters.event_store import open_event_store
 from tutorlane.adapters.pseudonyms import Pseudonymiser, load_or_create_key
 from tutorlane.domain.replay import REPLAY_COURSE_ID, phone_of, skill_id
+from tutorlane.entrypoints.projections import open_read_side
 from tutorlane.entrypoints.replay import read_dataset, run_dataset, write_course
+from tutorlane.entrypoints.settings import Settings
 from tutorlane.tests.processes import Process, free_port, http_up
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,9 +68,18 @@ def test_a_slice_of_the_file_reaches_the_event_store_exactly_once(
     server.start().wait_until(http_up(f"http://127.0.0.1:{port}/healthz"))
     database_url = f"sqlite:///{var / 'events.db'}"
     pseudonym = Pseudonymiser(load_or_create_key(var / "pseudonym.key"))
+    settings = Settings(TUTORLANE_VAR=var, flows=tmp_path / "flows")
     try:
         url = f"http://127.0.0.1:{port}/webhooks/swiftchat/{SECRET}"
-        result = run_dataset(url, database_url, records, 16, 30.0, pseudonym)
+        result = run_dataset(
+            url,
+            database_url,
+            records,
+            16,
+            30.0,
+            pseudonym,
+            lambda: open_read_side(settings),
+        )
     finally:
         server.stop()
 
@@ -74,6 +87,26 @@ def test_a_slice_of_the_file_reaches_the_event_store_exactly_once(
     assert result.students == STUDENTS and result.answers == expected
     assert result.recorded_answers == expected, server.output()[-2000:]
     assert result.recorded_students == result.students_matching == STUDENTS
+
+    # The read models caught up; the live tables equal a rebuild from the log.
+    rows = {status.name: status.rows for status in result.projections}
+    assert rows["interaction_log"] == expected
+    assert 0 < rows["knowledge_state"] <= expected
+    assert rows["next_steps"] == STUDENTS
+    assert not any(status.lag for status in result.projections)
+    check = subprocess.run(
+        [sys.executable, "-m", "tutorlane", "projections", "check"],
+        env={
+            **os.environ,
+            "TUTORLANE_VAR": str(var),
+            "TUTORLANE_FLOWS": str(tmp_path / "flows"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count("equal") == 4, check.stdout
 
     # Each student's answers, by sequence number, are the file's, exactly once.
     store = open_event_store(database_url)
@@ -83,7 +116,7 @@ def test_a_slice_of_the_file_reaches_the_event_store_exactly_once(
     store.close()
     assert len(recorded) == STUDENTS
     for record in records:
-        answers = sorted(recorded[pseudonym(phone_of(record.index))])
+        answers = sorted(recorded[pseudonym(phone_of(record.index, record.cohort))])
         assert [(skill, right) for _, skill, right in answers] == [
             (skill_id(skill), right)
             for skill, right in zip(record.skills, record.correct, strict=True)

@@ -11,6 +11,7 @@ from tutorlane.domain.messages import Inbound, Kind
 from tutorlane.domain.replay import (
     REPLAY_COURSE_ID,
     Step,
+    cohort_of,
     phone_of,
     replay_course_data,
     script_of,
@@ -93,8 +94,19 @@ def test_a_script_picks_a_topic_only_when_the_skill_changes() -> None:
 def test_students_get_distinct_indian_mobile_numbers() -> None:
     assert phone_of(0) == "+917000000000"
     assert phone_of(3360) == "+917000003360"
+    assert phone_of(3360, cohort=42) == "+917042003360"
     with pytest.raises(ValueError, match="out of"):
         phone_of(-1)
+    with pytest.raises(ValueError, match="out of"):
+        phone_of(0, cohort=1000)
+
+
+def test_two_files_first_students_are_different_students() -> None:
+    assert cohort_of("builder_train.csv") == cohort_of("builder_train.csv")
+    assert cohort_of("slice-a.csv") != cohort_of("slice-b.csv")
+    assert phone_of(0, cohort_of("slice-a.csv")) != phone_of(
+        0, cohort_of("slice-b.csv")
+    )
 
 
 def test_the_session_records_exactly_the_scripted_answers_in_order() -> None:
