@@ -68,6 +68,10 @@ class Runtime:
         if isinstance(self.sender, SwiftChatClient):
             await self.sender.close()
         await self.redis.aclose()
+        logger.info(
+            "fast lane stopped: replies in flight sent%s",
+            ", events in flight recorded" if self.pipeline is not None else "",
+        )
 
 
 def webhook_secret(settings: Settings) -> str:

@@ -80,10 +80,12 @@ WELCOME = _t(
 )
 WELCOME_BACK = _t("Welcome back! Let's continue.", "फिर से स्वागत है! चलो आगे बढ़ते हैं।")
 HELP = _t(
-    "Commands: start (begin again), hint (a clue), skip (next question), "
-    "stop (pause), hindi / english (language).",
-    "कमांड: start या शुरू (फिर से शुरू), hint या संकेत, skip या छोड़ो (अगला सवाल), "
-    "stop या रुको (रुकें), मदद (सहायता), hindi / english (भाषा)।",
+    "Commands: hi (carry on), start (begin again), hint (a clue), skip (next "
+    "question), topics (choose a topic, where the course has them), stop (pause), "
+    "help (this list), hindi / english (language).",
+    "कमांड: नमस्ते (जारी रखो), start या शुरू (फिर से शुरू), hint या संकेत, skip या "
+    "छोड़ो (अगला सवाल), topics या विषय (विषय चुनो, जहाँ हों), stop या रुको (रुकें), "
+    "मदद (सहायता), hindi / english (भाषा)।",
 )
 NO_MORE_HINTS = _t(
     "No more hints for this one. Give it your best try!",

@@ -150,6 +150,7 @@ async def run_relay(settings: Settings, batch: int, stop: asyncio.Event) -> None
     finally:
         await publisher.close()
         await redis.aclose()
+    logger.info("relay stopped: what RabbitMQ confirmed is acknowledged in the outbox")
 
 
 async def run_worker(
@@ -177,3 +178,5 @@ async def run_worker(
         recording.cancel()
         await consumer.close()
         await asyncio.to_thread(store.close)
+    # NOTE: a batch cut short was not acknowledged: RabbitMQ delivers it again.
+    logger.info("worker stopped: every acknowledged event is in the event store")

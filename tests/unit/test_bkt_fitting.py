@@ -135,7 +135,9 @@ def test_predictions_match_tracing_one_answer_at_a_time(
         for right in run:
             expected.append(chance_of_right_answer(mastery, params))
             mastery = observe(mastery, right, params)
-        assert chances.tolist() == pytest.approx(expected, abs=1e-12)
+        # NOTE: the vectorised and the scalar recursion round differently, and the
+        # difference grows along a run.
+        assert chances.tolist() == pytest.approx(expected, abs=1e-9)
 
 
 def test_auc_of_a_small_example_counts_ordered_pairs() -> None:
