@@ -49,6 +49,7 @@ def decode_session(data: bytes) -> Session:
     fields["status"] = Status(fields.get("status", Status.NEW))
     fields["plan"] = tuple(fields.get("plan", ()))
     fields["recent"] = tuple(fields.get("recent", ()))
+    fields["horizon_ids"] = tuple(fields.get("horizon_ids", ()))
     return Session(**fields)
 
 

@@ -43,9 +43,15 @@ from tutorlane.domain.phrases import Command
 # each), which catches a retry that overtakes newer messages. An id that has left
 # that window moves the session's horizon to its timestamp; a message not in the
 # window and strictly older than the horizon is a redelivery too, however late it
-# comes. (A genuinely new message that arrives behind more than RECENT_MESSAGES newer
-# ones would be taken for a retry: SwiftChat does not reorder that far.)
+# comes, and so is one of the ids that left the window at the horizon's very second
+# (kept apart: a new message of that second is no redelivery). A genuinely new
+# message that arrives behind more than RECENT_MESSAGES newer ones would be taken
+# for a retry: SwiftChat does not reorder that far. A timestamp ahead of the
+# server's clock is kept as the server's time, so that a wrong clock cannot move
+# the horizon past messages yet to come (the retry of such a message, come back
+# after RECENT_MESSAGES newer ones, would be taken for new).
 RECENT_MESSAGES = 16
+HORIZON_IDS = 16
 DEFAULT_INACTIVITY_SECONDS = 30 * 60
 
 
@@ -79,6 +85,7 @@ class Session:
     detour: str = ""
     recent: tuple[bytes, ...] = ()
     horizon: int = 0
+    horizon_ids: tuple[bytes, ...] = ()  # fingerprints that left at the horizon
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +112,24 @@ def is_redelivery(session: Session, message: Inbound) -> bool:
     digest = message_digest(message.message_id)
     if any(entry[:6] == digest for entry in session.recent):
         return True
-    return message.sent_at < session.horizon
+    return message.sent_at < session.horizon or digest in session.horizon_ids
 
 
-def _remember(session: Session, message: Inbound) -> tuple[tuple[bytes, ...], int]:
-    seconds = min(max(message.sent_at, 0), 0xFFFFFFFF)
+def _remember(
+    session: Session, message: Inbound, now: float
+) -> tuple[tuple[bytes, ...], int, tuple[bytes, ...]]:
+    """Return the session's window, horizon and horizon ids with `message` added."""
+    seconds = min(max(message.sent_at, 0), int(now), 0xFFFFFFFF)
     entry = message_digest(message.message_id) + seconds.to_bytes(4, "big")
     recent = (*session.recent, entry)
-    horizon = session.horizon
+    horizon, horizon_ids = session.horizon, session.horizon_ids
     for left in recent[:-RECENT_MESSAGES]:
-        horizon = max(horizon, int.from_bytes(left[6:10], "big"))
-    return recent[-RECENT_MESSAGES:], horizon
+        left_at = int.from_bytes(left[6:10], "big")
+        if left_at > horizon:
+            horizon, horizon_ids = left_at, (left[:6],)
+        elif left_at == horizon:
+            horizon_ids = (*horizon_ids, left[:6])[-HORIZON_IDS:]
+    return recent[-RECENT_MESSAGES:], horizon, horizon_ids
 
 
 def decide(
@@ -178,13 +192,14 @@ class _Turn:
         )
 
     def finish(self) -> Decision:
-        recent, horizon = _remember(self.session, self.message)
+        recent, horizon, horizon_ids = _remember(self.session, self.message, self.now)
         session = replace(
             self.session,
             version=self.session.version + 1,
             last_seen=self.now,
             recent=recent,
             horizon=horizon,
+            horizon_ids=horizon_ids,
         )
         reply = Reply("\n\n".join(self.lines), self.buttons)
         return Decision(session, reply, tuple(self.events))

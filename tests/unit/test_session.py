@@ -22,6 +22,7 @@ from tutorlane.domain.events import (
 )
 from tutorlane.domain.messages import Inbound, Kind
 from tutorlane.domain.session import (
+    HORIZON_IDS,
     RECENT_MESSAGES,
     Decision,
     Session,
@@ -366,21 +367,55 @@ def test_every_message_gets_a_reply_and_the_version_only_grows(
             assert event.seq == seen_seq
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(messages, min_size=1, max_size=RECENT_MESSAGES * 3), st.data())
-def test_redelivering_any_earlier_message_changes_nothing(
-    sequence: list[tuple[Kind, str]], data: st.DataObject
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(messages, st.sampled_from([0.0, 0.01, 1.0, 5.0])),
+        min_size=1,
+        max_size=RECENT_MESSAGES + HORIZON_IDS,
+    ),
+    st.data(),
+)
+def test_a_retry_of_any_earlier_message_changes_nothing(
+    sequence: list[tuple[tuple[Kind, str], float]], data: st.DataObject
 ) -> None:
     course = parse_course(TINY_COURSE, "tiny.yaml")
     chat = Conversation(course)
-    for kind, text in sequence:
-        chat.send(text, kind=kind)
+    for (kind, text), pause in sequence:
+        chat.send(text, kind=kind, after=pause)
 
     redelivered = data.draw(st.sampled_from(chat.sent))
     decision = decide(chat.session, redelivered, course, STUDENT, chat.now + 1)
 
     assert decision.is_duplicate
     assert decision.session == chat.session
+
+
+def test_a_retry_of_the_message_that_just_left_the_window_is_a_duplicate(
+    course: Course,
+) -> None:
+    chat = started(course)
+    for _ in range(RECENT_MESSAGES):
+        chat.send("7", after=1.0)
+
+    first, second = chat.sent[1], chat.sent[2]
+    assert decide(chat.session, first, course, STUDENT, chat.now).is_duplicate
+    chat.send("7", after=1.0)
+    assert decide(chat.session, second, course, STUDENT, chat.now).is_duplicate
+
+
+def test_a_timestamp_far_in_the_future_does_not_lock_the_student_out(
+    course: Course,
+) -> None:
+    chat = started(course)
+    future = Inbound("from-the-future", Kind.TEXT, "help", sent_at=0xFFFFFFFF)
+    chat.session = decide(chat.session, future, course, STUDENT, chat.now).session
+    for _ in range(RECENT_MESSAGES + 1):
+        chat.send("help")
+
+    decision = chat.send("hint")
+
+    assert not decision.is_duplicate
 
 
 def test_a_skipped_word_answer_is_shown_in_the_students_language(
