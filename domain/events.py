@@ -17,12 +17,16 @@ from typing import Any, ClassVar
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c4f9e-3b7a-5d2e-9c41-2a8f0e6b7d13")
 MAX_ANSWER_TEXT = 256
 
-# Ten or more digits in a run, whatever separates them (spaces, tabs, dots, commas,
-# dashes, slashes, brackets, invisible characters), look like a phone number:
-# students do type their number into a chat. A list of ten small numbers is
-# removed too; it was never a right answer.
-_SEPARATORS = r"[\s.,/\\\-–—()\[\]\u200b-\u200f\u2060\ufeff]*"
-_PHONE_LIKE = re.compile(rf"(?:[+(]{_SEPARATORS})?\d(?:{_SEPARATORS}\d){{9,}}")
+# Ten or more digits in a run look like a phone number, whatever separates them
+# (anything but a letter: spaces, punctuation, symbols, emoji, invisible marks; so
+# keycap emoji digits too) and in any script's digits; a letter O between digits
+# counts as a zero. Students do type their number into a chat. A list of ten small
+# numbers is removed too; it was never a right answer.
+_SEPARATORS = r"[\W_]*"
+_DIGIT = r"(?:\d|[oO](?=[\W_]*[\doO]))"
+_PHONE_LIKE = re.compile(
+    rf"(?:[+(][\W_]*)?\d(?:{_SEPARATORS}{_DIGIT}){{9,}}(?:\ufe0f?\u20e3)?"
+)
 
 
 def event_id_for(student: str, message_id: str, seq: int) -> str:
