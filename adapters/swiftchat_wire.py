@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from typing import Any
@@ -50,7 +51,7 @@ _raw_decoder = msgspec.json.Decoder(dict[str, Any])
 def parse_inbound(body: bytes) -> tuple[str, Inbound]:
     """Read a webhook body into the sender's phone and the message, or raise."""
     try:
-        raw = _raw_decoder.decode(body)
+        raw = _decode_json(body)
         envelope = msgspec.convert(raw, _Envelope)
     except msgspec.ValidationError as ex:
         raise BadPayload(f"not a SwiftChat message: {ex}") from None
@@ -74,10 +75,40 @@ def parse_inbound(body: bytes) -> tuple[str, Inbound]:
     return envelope.sender, replace(message, sent_at=sent_at)
 
 
+def _decode_json(body: bytes) -> dict[str, Any]:
+    try:
+        decoded: dict[str, Any] = _raw_decoder.decode(body)
+        return decoded
+    except msgspec.DecodeError:
+        # NOTE: a sender that cut an emoji in half at its length limit leaves a
+        # lone surrogate escape, which msgspec refuses and Python's json reads.
+        try:
+            lenient = json.loads(body)
+        except (ValueError, RecursionError):
+            lenient = None
+        if not isinstance(lenient, dict):
+            raise
+        return _without_lone_surrogates(lenient)  # type: ignore[no-any-return]
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """Return `value` with each half of a broken character replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {
+            _without_lone_surrogates(key): _without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    return value
+
+
 def _seconds(timestamp: int | float | str) -> int:
     try:
         seconds = float(timestamp)
-    except ValueError:
+    except (ValueError, OverflowError):
         seconds = -1.0
     if not 0 <= seconds < 2**32:
         raise BadPayload("`timestamp` must be Unix seconds, as a number or a string")

@@ -71,6 +71,8 @@ def test_replies_render_as_the_sample_send_bodies(name: str) -> None:
         (body(**{"from": "hello"}), "`from` must be a phone number"),
         (body(timestamp="yesterday"), "`timestamp` must be Unix seconds"),
         (body(timestamp=-5), "`timestamp` must be Unix seconds"),
+        (body(timestamp=10**400), "`timestamp` must be Unix seconds"),
+        (body(timestamp=float("nan")), "`timestamp` must be Unix seconds"),
         (body(text="5"), "`text` payload is malformed"),
         (body(text={"body": ["5"]}), "`text` payload is malformed"),
     ],
@@ -101,3 +103,11 @@ def test_type_names_are_read_whatever_their_case() -> None:
     _, message = parse_inbound(body(type="TEXT"))
 
     assert (message.kind, message.text) == (Kind.TEXT, "5")
+
+
+def test_half_an_emoji_cut_at_a_length_limit_reads_as_a_replacement_character() -> None:
+    cut = body(text={"body": "5 \ud83d"})  # json.dumps escapes the lone half
+    whole = body(text={"body": "5 \U0001f600"})
+
+    assert parse_inbound(cut)[1].text == "5 \ufffd"
+    assert parse_inbound(whole)[1].text == "5 \U0001f600"
