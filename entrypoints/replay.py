@@ -469,6 +469,10 @@ def run_evaluate(
             )
         result, _, _ = evaluate(records, fitted)
         how = f"with the {len(fitted)} skills' fitted parameters in bkt_parameters"
+        console.print(
+            "NOTE: if these students' answers were among those `replay fit` read, "
+            "this figure is in-sample; --folds gives a cross-validated one"
+        )
     else:
         options = FitOptions(forget=forget, restarts=restarts)
         per_fold, result = cross_validate(records, folds, options)
@@ -484,6 +488,6 @@ def run_evaluate(
         f"{len(records):,} students, {result.answers:,} answers ({how}): "
         f"AUC {result.auc:.4f}, RMSE {result.rmse:.4f}, accuracy "
         f"{result.accuracy:.4f}; {result.unfitted_skills} skills without fitted "
-        f"parameters; {seconds:.1f} s"
+        f"parameters (predicted with the defaults); {seconds:.1f} s"
     )
     return result
