@@ -365,12 +365,42 @@ def measure(
 def main() -> None:
     """Start the servers, run the measurements, stop the servers."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--students", type=int, default=100_000)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--floor-seconds", type=float, default=8.0)
-    parser.add_argument("--latency-seconds", type=float, default=20.0)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--students",
+        type=int,
+        default=100_000,
+        help="distinct students over the whole run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=64,
+        help="keep-alive connections of the closed-loop rounds",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="alternating floor and fast lane rounds; medians are reported",
+    )
+    parser.add_argument(
+        "--floor-seconds",
+        type=float,
+        default=8.0,
+        help="length of each floor round",
+    )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=20.0,
+        help="length of each constant-rate latency run",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="gunicorn workers of both servers",
+    )
     args = parser.parse_args()
 
     redis.Redis.from_url(REDIS_URL).flushdb()

@@ -182,8 +182,15 @@ async def measure(students: int, messages: int) -> None:
 def main() -> None:
     """Run the measurement and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--students", type=int, default=20_000)
-    parser.add_argument("--messages", type=int, default=4)
+    parser.add_argument(
+        "--students", type=int, default=20_000, help="sessions to create"
+    )
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=4,
+        help="messages per student, the greeting included (16+ fills the window)",
+    )
     args = parser.parse_args()
     asyncio.run(measure(args.students, max(1, args.messages)))
 

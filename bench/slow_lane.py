@@ -1,6 +1,7 @@
 """Slow lane throughput: events from the Redis outbox through RabbitMQ into MariaDB.
 
-Two ways to load it, both with `tutorlane relay` and `tutorlane worker` running:
+Two ways to load it, with `tutorlane relay`, `tutorlane worker` and `tutorlane
+projections run` running:
 
 - drain (the default): fill the event outbox with N answers of S students (as the
   fast lane would commit them), then start the relay and the worker and time how
@@ -9,6 +10,10 @@ Two ways to load it, both with `tutorlane relay` and `tutorlane worker` running:
   outbox for N/R seconds, and report how far behind the event store is when the
   appending stops (the lag, in events and in seconds of drain) and how long it
   takes to catch up.
+
+The projections (interaction log, knowledge state, next steps, insights) follow the
+event store; the last figures say when every one had applied every event, counted
+from the same start.
 
 Prints one JSON line per figure, the lag last.
 
@@ -135,7 +140,7 @@ def append_at_rate(events: int, students: int, rate: float) -> float:
     return time.perf_counter() - began
 
 
-def start(command: str, log: Path) -> subprocess.Popen[bytes]:
+def start(command: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
     """Start one tutorlane process against the bench's services."""
     env = {
         **os.environ,
@@ -146,7 +151,7 @@ def start(command: str, log: Path) -> subprocess.Popen[bytes]:
         "TUTORLANE_BUS_NAME": TOPOLOGY.name,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tutorlane", command],
+        [sys.executable, "-m", "tutorlane", command, *args],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -163,12 +168,40 @@ def wait_recorded(
         time.sleep(0.25)
 
 
+def wait_projected(
+    store: EventStore, processes: list[subprocess.Popen[bytes]], logs: Path
+) -> None:
+    """Wait until every projection has applied every event in the store."""
+    engine = sa.create_engine(DATABASE_URL)
+    head = store.max_notification_id()
+    try:
+        while True:
+            with engine.connect() as connection:
+                positions = connection.execute(
+                    sa.text("SELECT MIN(position) FROM projection_state")
+                ).scalar_one()
+            if positions is not None and positions >= head:
+                return
+            if any(process.poll() is not None for process in processes):
+                raise SystemExit(f"a process died; see {logs}")
+            time.sleep(0.25)
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--students", type=int, default=20_000)
-    parser.add_argument("--rate", type=float, default=0.0, help="events/s offered")
+    parser.add_argument("--events", type=int, default=200_000, help="answers to carry")
+    parser.add_argument(
+        "--students", type=int, default=20_000, help="students they belong to"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="events/s offered while the lane runs (default: fill, then drain)",
+    )
     args = parser.parse_args()
     total = args.events // args.students * args.students
 
@@ -181,13 +214,14 @@ def main() -> None:
         "events": total,
         "students": args.students,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "processes": "1 relay + 1 worker",
+        "processes": "1 relay + 1 worker + 1 projection runner",
     }
 
     started = time.perf_counter()
     processes = [
         start("relay", logs / "relay.log"),
         start("worker", logs / "worker.log"),
+        start("projections", logs / "projections.log", "run"),
     ]
     try:
         if args.rate:
@@ -203,6 +237,8 @@ def main() -> None:
             seconds, behind, drained = time.perf_counter() - started, 0, 0.0
             context |= {"mode": "drain", "includes": "process start-up"}
         elapsed = time.perf_counter() - started
+        wait_projected(store, processes, logs)
+        projected = time.perf_counter() - started
     finally:
         for process in processes:
             process.terminate()
@@ -214,6 +250,8 @@ def main() -> None:
     report("slow_lane_seconds", elapsed, "s", **context)
     report("slow_lane_lag_events_at_end", behind, "events", **context)
     report("slow_lane_lag_seconds_at_end", drained, "s", **context)
+    report("projections_events_per_second", total / projected, "events/s", **context)
+    report("projections_lag_seconds_after_store", projected - elapsed, "s", **context)
 
 
 if __name__ == "__main__":
