@@ -137,8 +137,8 @@ class EventStore:
             for originator_id, student in student_of.items()
         }
 
-    def events_of(self, student: str) -> list[RecordedEvent]:
-        """Return every event of one student, in sequence order."""
+    def events_of(self, student: str, after_seq: int = 0) -> list[RecordedEvent]:
+        """Return the events of one student numbered after `after_seq`, in order."""
         table = self.recorder.events_table
         statement = (
             sa.select(
@@ -148,7 +148,10 @@ class EventStore:
                 table.c.topic,
                 table.c.state,
             )
-            .where(table.c.originator_id == originator_id_of(student))
+            .where(
+                table.c.originator_id == originator_id_of(student),
+                table.c.originator_version > after_seq,
+            )
             .order_by(table.c.originator_version)
         )
         with self.recorder.datastore.reading() as connection:

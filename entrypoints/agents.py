@@ -18,7 +18,12 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from tutorlane.adapters.codecs import event_from_json, event_to_json, event_topic
+from tutorlane.adapters.codecs import (
+    CorruptRecord,
+    event_from_json,
+    event_to_json,
+    event_topic,
+)
 from tutorlane.adapters.event_store import EventStore
 from tutorlane.adapters.sql_projections import SQLProjectionStore
 from tutorlane.commands.analyse_student import AnalyseStudent
@@ -38,6 +43,10 @@ logger = logging.getLogger(__name__)
 
 # How long the runner waits for plans to reach Redis before its next batch.
 PLAN_WAIT_SECONDS = 5.0
+# How many of a student's events before a batch the Analyst's triggers look at: the
+# prompt shows the last few answers on a skill, and a wrong streak longer than this
+# has long been debounced. (A streak is counted within the window.)
+HISTORY_EVENTS = 60
 
 
 def analysis_stream(student: str) -> str:
@@ -87,8 +96,7 @@ class StudentAgents:
 
         self.write_plans(progress)
         if self.analysis is not None:
-            for logged in events:
-                self.consider_analysis(logged.event, progress)
+            self.consider_analyses([logged.event for logged in events], progress)
 
     def write_plans(self, progress: Mapping[str, StudentProgress]) -> None:
         """Write each student's plan into their session, and wait for Redis."""
@@ -114,33 +122,54 @@ class StudentAgents:
             # NOTE: the fast lane falls back on the course graph; nothing waits.
             logger.warning("plans not written back to Redis", exc_info=True)
 
-    def consider_analysis(
-        self, event: Event, progress: Mapping[str, StudentProgress]
+    def consider_analyses(
+        self, events: Sequence[Event], progress: Mapping[str, StudentProgress]
     ) -> None:
-        """Ask the Analyst about `event` in the background if it is a trigger."""
-        wrong = isinstance(event, AnswerSubmitted) and not event.correct
-        if not (wrong or isinstance(event, CourseCompleted)):
-            return
-        state = progress.get(event.student)
-        if state is None:
-            return
-        answers = [
-            recorded
-            for recorded in self.store_history(event.student)
-            if isinstance(recorded, AnswerSubmitted)
+        """Ask the Analyst in the background about each event that is a trigger."""
+        candidates = [
+            event
+            for event in events
+            if event.student in progress
+            and (
+                (isinstance(event, AnswerSubmitted) and not event.correct)
+                or isinstance(event, CourseCompleted)
+            )
         ]
-        trigger = find_trigger(event, answers, state.knowledge)
-        if trigger is None:
-            return
-        future = asyncio.run_coroutine_threadsafe(
-            self.analyse(trigger, answers, state), self.loop
-        )
-        self.pending.add(future)
-        future.add_done_callback(self.pending.discard)
+        first_seq: dict[str, int] = {}
+        for event in candidates:
+            first_seq[event.student] = min(
+                first_seq.get(event.student, event.seq), event.seq
+            )
+        # One read per student and batch, of a bounded window: a whole history
+        # per wrong answer made the runner slow down as students kept answering.
+        histories = {
+            student: self.recent_answers(student, after_seq=seq - HISTORY_EVENTS)
+            for student, seq in first_seq.items()
+        }
 
-    def store_history(self, student: str) -> list[Event]:
-        """Return the student's recorded events (the Analyst's evidence)."""
-        return [event_from_json(row.state) for row in self.store.events_of(student)]
+        for event in candidates:
+            state = progress[event.student]
+            answers = histories[event.student]
+            trigger = find_trigger(event, answers, state.knowledge)
+            if trigger is None:
+                continue
+            future = asyncio.run_coroutine_threadsafe(
+                self.analyse(trigger, answers, state), self.loop
+            )
+            self.pending.add(future)
+            future.add_done_callback(self.pending.discard)
+
+    def recent_answers(self, student: str, after_seq: int) -> list[AnswerSubmitted]:
+        """Return the student's recorded answers after `after_seq` (the evidence)."""
+        answers = []
+        for recorded in self.store.events_of(student, after_seq=max(after_seq, 0)):
+            try:
+                event = event_from_json(recorded.state)
+            except CorruptRecord:
+                continue  # the restore path warns about it; it is no evidence
+            if isinstance(event, AnswerSubmitted):
+                answers.append(event)
+        return answers
 
     async def analyse(
         self, trigger: Trigger, answers: list[AnswerSubmitted], state: StudentProgress

@@ -100,6 +100,17 @@ def test_reading_after_an_id_returns_only_later_events(store: EventStore) -> Non
     assert [e.seq for e in later] == [3, 4]
 
 
+def test_a_students_events_read_whole_or_after_a_seq(store: EventStore) -> None:
+    store.append([event("ana", 1), event("ben", 1), event("ana", 2)])
+    store.append([event("ana", 3), event("ben", 2)])
+
+    assert [e.seq for e in store.events_of("ana")] == [1, 2, 3]
+    assert [e.seq for e in store.events_of("ana", after_seq=1)] == [2, 3]
+    assert [e.student for e in store.events_of("ben", after_seq=1)] == ["ben"]
+    assert store.events_of("ana", after_seq=3) == []
+    assert store.events_of("cyd") == []
+
+
 def test_last_seqs_gives_each_students_highest_seq_or_zero(store: EventStore) -> None:
     store.append([event("ana", 1), event("ana", 2), event("ben", 1)])
     store.append([event("ana", 3)])
