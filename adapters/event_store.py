@@ -25,7 +25,7 @@ import functools
 import json
 import uuid
 from collections import deque
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +55,7 @@ MAX_STATEMENT_STATE_BYTES = 4 * 1024 * 1024
 # The IN list of one query; MariaDB and SQLite both take far more, this keeps
 # statements short and plans simple.
 MAX_IN_LIST = 1000
+STUDENTS_PER_QUERY = 200
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -139,24 +140,43 @@ class EventStore:
 
     def events_of(self, student: str, after_seq: int = 0) -> list[RecordedEvent]:
         """Return the events of one student numbered after `after_seq`, in order."""
+        return self.events_after({student: after_seq})[student]
+
+    def events_after(self, after: Mapping[str, int]) -> dict[str, list[RecordedEvent]]:
+        """Return each student's events numbered after the seq given, in order.
+
+        One connection and a query per STUDENTS_PER_QUERY students: the runner's
+        agents ask this for every student of a batch.
+        """
         table = self.recorder.events_table
-        statement = (
-            sa.select(
-                table.c.id,
-                table.c.originator_name,
-                table.c.originator_version,
-                table.c.topic,
-                table.c.state,
-            )
-            .where(
-                table.c.originator_id == originator_id_of(student),
-                table.c.originator_version > after_seq,
-            )
-            .order_by(table.c.originator_version)
-        )
+        found: dict[str, list[RecordedEvent]] = {student: [] for student in after}
+        students = list(after)
         with self.recorder.datastore.reading() as connection:
-            rows = connection.execute(statement).all()
-        return [_recorded_event(*row) for row in rows]
+            for start in range(0, len(students), STUDENTS_PER_QUERY):
+                wanted = sa.or_(
+                    *(
+                        sa.and_(
+                            table.c.originator_id == originator_id_of(student),
+                            table.c.originator_version > after[student],
+                        )
+                        for student in students[start : start + STUDENTS_PER_QUERY]
+                    )
+                )
+                statement = (
+                    sa.select(
+                        table.c.id,
+                        table.c.originator_name,
+                        table.c.originator_version,
+                        table.c.topic,
+                        table.c.state,
+                    )
+                    .where(wanted)
+                    .order_by(table.c.originator_id, table.c.originator_version)
+                )
+                for row in connection.execute(statement):
+                    recorded = _recorded_event(*row)
+                    found[recorded.student].append(recorded)
+        return found
 
     def event_ids(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """Return the event id recorded under each (student, seq) that has one."""

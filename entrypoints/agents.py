@@ -140,12 +140,11 @@ class StudentAgents:
             first_seq[event.student] = min(
                 first_seq.get(event.student, event.seq), event.seq
             )
-        # One read per student and batch, of a bounded window: a whole history
-        # per wrong answer made the runner slow down as students kept answering.
-        histories = {
-            student: self.recent_answers(student, after_seq=seq - HISTORY_EVENTS)
-            for student, seq in first_seq.items()
-        }
+        # One bounded read for the batch: a whole history per wrong answer made the
+        # runner slow down as students kept answering.
+        histories = self.recent_answers(
+            {student: seq - HISTORY_EVENTS for student, seq in first_seq.items()}
+        )
 
         for event in candidates:
             state = progress[event.student]
@@ -159,16 +158,23 @@ class StudentAgents:
             self.pending.add(future)
             future.add_done_callback(self.pending.discard)
 
-    def recent_answers(self, student: str, after_seq: int) -> list[AnswerSubmitted]:
-        """Return the student's recorded answers after `after_seq` (the evidence)."""
-        answers = []
-        for recorded in self.store.events_of(student, after_seq=max(after_seq, 0)):
-            try:
-                event = event_from_json(recorded.state)
-            except CorruptRecord:
-                continue  # the restore path warns about it; it is no evidence
-            if isinstance(event, AnswerSubmitted):
-                answers.append(event)
+    def recent_answers(
+        self, after: Mapping[str, int]
+    ) -> dict[str, list[AnswerSubmitted]]:
+        """Return each student's recorded answers after a seq (the evidence)."""
+        answers: dict[str, list[AnswerSubmitted]] = {}
+        recorded = self.store.events_after(
+            {student: max(seq, 0) for student, seq in after.items()}
+        )
+        for student, events in recorded.items():
+            answers[student] = []
+            for event in events:
+                try:
+                    read = event_from_json(event.state)
+                except CorruptRecord:
+                    continue  # the restore path warns about it; it is no evidence
+                if isinstance(read, AnswerSubmitted):
+                    answers[student].append(read)
         return answers
 
     async def analyse(

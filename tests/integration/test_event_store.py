@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError
 
+from tutorlane.adapters import event_store
 from tutorlane.adapters.event_store import (
     EventStore,
     RecordedEvent,
@@ -109,6 +110,25 @@ def test_a_students_events_read_whole_or_after_a_seq(store: EventStore) -> None:
     assert [e.student for e in store.events_of("ben", after_seq=1)] == ["ben"]
     assert store.events_of("ana", after_seq=3) == []
     assert store.events_of("cyd") == []
+
+
+def test_many_students_events_after_their_own_seq_in_one_call(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_store, "STUDENTS_PER_QUERY", 2)  # several queries
+    students = [f"s{number}" for number in range(5)]
+    store.append([event(student, seq) for seq in (1, 2, 3) for student in students])
+
+    found = store.events_after({"s0": 0, "s1": 2, "s2": 3, "s4": 1, "nobody": 0})
+
+    assert {student: [e.seq for e in events] for student, events in found.items()} == {
+        "s0": [1, 2, 3],
+        "s1": [3],
+        "s2": [],
+        "s4": [2, 3],
+        "nobody": [],
+    }
+    assert all(e.student == "s4" for e in found["s4"])
 
 
 def test_last_seqs_gives_each_students_highest_seq_or_zero(store: EventStore) -> None:
