@@ -49,6 +49,7 @@ from tutorlane.adapters.codecs import encode_events
 from tutorlane.adapters.event_store import EventStore, open_event_store
 from tutorlane.adapters.rabbitmq import Topology
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
+from tutorlane.bench.fast_lane import cpu_seconds
 from tutorlane.domain.events import AnswerSubmitted, event_id_for
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -59,6 +60,7 @@ SERVER_URL = os.environ.get(
 DATABASE = os.environ.get("BENCH_DATABASE", "tutorlane_bench")
 DATABASE_URL = f"{SERVER_URL}/{DATABASE}?charset=utf8mb4"
 QUEUES = 8
+PROCESS_NAMES = ("relay", "worker", "projections")
 TOPOLOGY = Topology(os.environ.get("BENCH_BUS_NAME", "tutorlane-bench"), QUEUES)
 
 
@@ -222,7 +224,7 @@ def main() -> None:
         start("relay", logs / "relay.log"),
         start("worker", logs / "worker.log"),
         start("projections", logs / "projections.log", "run"),
-    ]
+    ]  # in the order of PROCESS_NAMES
     try:
         if args.rate:
             time.sleep(3.0)  # NOTE: both processes up before the clock starts
@@ -237,8 +239,10 @@ def main() -> None:
             seconds, behind, drained = time.perf_counter() - started, 0, 0.0
             context |= {"mode": "drain", "includes": "process start-up"}
         elapsed = time.perf_counter() - started
+        cpu_recorded = cpu_of(processes)
         wait_projected(store, processes, logs)
         projected = time.perf_counter() - started
+        cpu_projected = cpu_of(processes)
     finally:
         for process in processes:
             process.terminate()
@@ -252,6 +256,22 @@ def main() -> None:
     report("slow_lane_lag_seconds_at_end", drained, "s", **context)
     report("projections_events_per_second", total / projected, "events/s", **context)
     report("projections_lag_seconds_after_store", projected - elapsed, "s", **context)
+    # CPU per event of each process, until the store had every event (the runner:
+    # until it had applied every one); the load generator is this process.
+    cpu_recorded["projections"] = cpu_projected["projections"]
+    for name, seconds in cpu_recorded.items():
+        micros = seconds / total * 1e6
+        report(f"slow_lane_cpu_per_event_{name}", micros, "us", **context)
+
+
+def cpu_of(processes: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """Return the CPU seconds used so far by each process, and by this one."""
+    used = {
+        name: cpu_seconds([process.pid])
+        for name, process in zip(PROCESS_NAMES, processes, strict=True)
+    }
+    used["load_generator"] = sum(os.times()[:2])
+    return used
 
 
 if __name__ == "__main__":

@@ -88,6 +88,21 @@ def find_trigger(
     return None
 
 
+def may_trigger(event: Event, knowledge: Mapping[str, SkillKnowledge]) -> bool:
+    """Tell, without the history, whether `event` could be a trigger at all.
+
+    `knowledge` may be from after later answers too: a wrong answer can complete a
+    streak only if the student has at least WRONG_STREAK wrong answers on its skill
+    by then, which knowledge after it cannot undercount.
+    """
+    if isinstance(event, CourseCompleted):
+        return True
+    if not isinstance(event, AnswerSubmitted) or event.correct:
+        return False
+    known = knowledge.get(event.skill)
+    return known is not None and known.attempts - known.correct >= WRONG_STREAK
+
+
 def _up_to(
     answers: Sequence[AnswerSubmitted], event: AnswerSubmitted
 ) -> list[AnswerSubmitted]:

@@ -29,11 +29,10 @@ from tutorlane.adapters.sql_projections import SQLProjectionStore
 from tutorlane.commands.analyse_student import AnalyseStudent
 from tutorlane.commands.plan_next_steps import PlanNextSteps
 from tutorlane.commands.ports import NewRecord
-from tutorlane.domain.analysis import Trigger, find_trigger
+from tutorlane.domain.analysis import Trigger, find_trigger, may_trigger
 from tutorlane.domain.events import (
     AnalysisRecorded,
     AnswerSubmitted,
-    CourseCompleted,
     Event,
 )
 from tutorlane.projections.base import LoggedEvent, Projection
@@ -46,7 +45,7 @@ PLAN_WAIT_SECONDS = 5.0
 # How many of a student's events before a batch the Analyst's triggers look at: the
 # prompt shows the last few answers on a skill, and a wrong streak longer than this
 # has long been debounced. (A streak is counted within the window.)
-HISTORY_EVENTS = 60
+HISTORY_EVENTS = 24
 
 
 def analysis_stream(student: str) -> str:
@@ -130,10 +129,7 @@ class StudentAgents:
             event
             for event in events
             if event.student in progress
-            and (
-                (isinstance(event, AnswerSubmitted) and not event.correct)
-                or isinstance(event, CourseCompleted)
-            )
+            and may_trigger(event, progress[event.student].knowledge)
         ]
         first_seq: dict[str, int] = {}
         for event in candidates:

@@ -20,6 +20,7 @@ from tutorlane.domain.analysis import (
     TriggerKind,
     build_request,
     find_trigger,
+    may_trigger,
     parse_insight,
     record_analysis,
     remediation_choices,
@@ -102,6 +103,50 @@ def test_the_streak_triggers_again_at_six_not_at_four() -> None:
     fired = [find_trigger(a, answers, {}) is not None for a in answers]
 
     assert fired == [False, False, True, False, False, True]
+
+
+def knowledge_after(answers: list[AnswerSubmitted]) -> dict[str, SkillKnowledge]:
+    """Count attempts and right answers per skill (p_mastery does not matter here)."""
+    counts: dict[str, SkillKnowledge] = {}
+    for a in answers:
+        known = counts.get(a.skill, SkillKnowledge(a.skill, 0.5))
+        counts[a.skill] = SkillKnowledge(
+            a.skill, 0.5, known.attempts + 1, known.correct + int(a.correct)
+        )
+    return counts
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["sub-1", "sub-2", "mul-1"]), st.booleans()),
+        max_size=20,
+    ),
+    st.integers(min_value=0, max_value=20),
+)
+def test_the_cheap_filter_never_drops_a_trigger(
+    history: list[tuple[str, bool]], later: int
+) -> None:
+    answers = [
+        answer(seq, node, correct)
+        for seq, (node, correct) in enumerate(history, start=1)
+    ]
+    # The runner filters with the knowledge after its whole batch: any later point.
+    known = knowledge_after(answers[: len(answers) - later] if later else answers)
+
+    for position, event in enumerate(answers):
+        if len(answers) - later <= position:
+            break
+        if find_trigger(event, answers, {}) is not None:
+            assert may_trigger(event, known)
+
+
+def test_the_cheap_filter_lets_wrong_answers_through_only_after_three() -> None:
+    answers = [answer(seq, "sub-1", False) for seq in range(1, 4)]
+
+    assert not may_trigger(answers[1], knowledge_after(answers[:2]))
+    assert may_trigger(answers[1], knowledge_after(answers))
+    assert not may_trigger(answer(4, "sub-1", True), knowledge_after(answers))
+    assert may_trigger(completed(5), {})
 
 
 def test_the_end_of_the_course_analyses_the_weakest_skill_not_mastered() -> None:
