@@ -17,6 +17,10 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 RECLAIM_IDLE_MS = 60_000
+# After a batch smaller than BATCH, a shard waits this long before reading again,
+# so that a steady trickle travels in batches: each read, publish, confirm and
+# acknowledgement costs about as much CPU as the events it carries.
+LINGER_SECONDS = 0.05
 
 
 class EventRelay:
@@ -29,12 +33,14 @@ class EventRelay:
         consumer: str,
         batch: int = BATCH,
         block_ms: int = 1000,
+        linger_seconds: float = LINGER_SECONDS,
     ) -> None:
         self.outbox = outbox
         self.publisher = publisher
         self.consumer = consumer
         self.batch = batch
         self.block_ms = block_ms
+        self.linger_seconds = linger_seconds
         self.relayed = 0
 
     async def relay_shard_once(self, shard: int, pending: bool = False) -> int:
@@ -87,6 +93,8 @@ class EventRelay:
             backoff = 0.5
             if pending and relayed == 0:
                 pending = False
+            if 0 < relayed < self.batch and not pending:
+                await _sleep_unless(stop, self.linger_seconds)
 
     async def _reclaim(self, shard: int) -> int:
         taken = await self.outbox.reclaim(

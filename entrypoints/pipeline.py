@@ -107,7 +107,8 @@ async def start_embedded_pipeline(
     batcher = Batcher(recorder)
     await bus.start(batcher.on_delivery)
 
-    relay = EventRelay(outbox, bus, consumer_name(), block_ms=100)
+    # In-process queues cost next to nothing per publish: no need to linger.
+    relay = EventRelay(outbox, bus, consumer_name(), block_ms=100, linger_seconds=0.0)
     pipeline = EmbeddedPipeline(outbox, relay, batcher, bus, store)
     pipeline.tasks = [
         asyncio.create_task(pipeline.relay.run(pipeline.stop)),

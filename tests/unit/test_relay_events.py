@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -96,3 +97,48 @@ async def test_an_unreadable_entry_is_parked_and_does_not_block_the_shard() -> N
     assert publisher.parked == [(b"\xc1", "outbox entry 1-0 unreadable: ...")]
     assert [m.seq for m in publisher.published] == [2]
     assert outbox.acknowledged == ["1-0", "2-0"]
+
+
+class TrickleOutbox(FakeEventOutbox):
+    """An outbox that gains one entry every 10 ms, as a steady trickle would."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.began = 0.0
+        self.added = 0
+        self.reads: list[int] = []
+
+    async def read(
+        self, shard: int, consumer: str, count: int, block_ms: int, pending: bool
+    ) -> list[OutboxEntry]:
+        loop = asyncio.get_running_loop()
+        self.began = self.began or loop.time()
+        due = int((loop.time() - self.began) / 0.01) + 1
+        while self.added < due:
+            self.added += 1
+            self.new.append(entry(self.added))
+        if not self.new and not pending:
+            await asyncio.sleep(0.005)  # as XREADGROUP BLOCK would, briefly
+        taken = await super().read(shard, consumer, count, block_ms, pending)
+        if taken:
+            self.reads.append(len(taken))
+        return taken
+
+
+async def test_a_trickle_is_relayed_in_batches_not_an_entry_at_a_time() -> None:
+    outbox = TrickleOutbox()
+    publisher = FakePublisher()
+    relay = EventRelay(outbox, publisher, "me", linger_seconds=0.05)
+    stop = asyncio.Event()
+
+    task = asyncio.create_task(relay.run_shard(0, stop))
+    await asyncio.sleep(0.5)
+    stop.set()
+    await task
+
+    # About 50 entries came in 0.5 s: lingering 50 ms, reads take ~5 at a time.
+    assert len(publisher.published) >= 30
+    assert len(outbox.reads) <= 12
+    assert [m.seq for m in publisher.published] == list(
+        range(1, len(publisher.published) + 1)
+    )
