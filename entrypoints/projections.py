@@ -69,6 +69,13 @@ class ReadSide:
             )
         return [by_name[name] for name in names] if names else self.projections
 
+    def reload_parameters(self) -> None:
+        """Read the fitted BKT parameters again (`replay fit` may have changed them)."""
+        fitted = load_parameters(self.tables.engine)
+        for projection in self.projections:
+            if isinstance(projection, KnowledgeStateProjection):
+                projection.parameters.fitted = dict(fitted)
+
     def close(self) -> None:
         """Close the database connections."""
         self.tables.close()
@@ -142,6 +149,7 @@ def run_projections(
             read_side.feed,
             batch_size=batch_size,
             after_commit=agents.after_commit if agents else None,
+            reload_parameters=read_side.reload_parameters,
         )
         logger.info(
             "projection runner started: %s",

@@ -107,13 +107,16 @@ class ProjectionRunner:
         *,
         batch_size: int = LIVE_BATCH,
         after_commit: AfterCommit | None = None,
+        reload_parameters: Callable[[], None] | None = None,
     ) -> None:
         self.projections = projections
         self.tables = tables
         self.feed = feed
         self.batch_size = batch_size
         self.after_commit = after_commit
+        self.reload_parameters = reload_parameters
         self._warned: set[tuple[str, str]] = set()
+        self._reloaded_for: set[str] = set()
 
     def prepare(self) -> None:
         """Point every view at its live generation and drop older generations.
@@ -196,6 +199,18 @@ class ProjectionRunner:
         fingerprint = projection.fingerprint()
         if state.version == projection.version and state.fingerprint == fingerprint:
             return True
+        if (
+            state.version == projection.version
+            and self.reload_parameters is not None
+            and state.fingerprint not in self._reloaded_for
+        ):
+            # A rebuild with newly fitted parameters swapped in under this runner:
+            # read the parameters again, once per fingerprint seen, and follow it.
+            self._reloaded_for.add(state.fingerprint)
+            self.reload_parameters()
+            if state.fingerprint == projection.fingerprint():
+                logger.info("projection %s: took up new parameters", projection.name)
+                return True
         if state.position == 0:
             # Nothing applied yet: the empty tables are as good as this version's.
             with self.tables.locked(projection.name) as locked:

@@ -289,6 +289,36 @@ def test_the_runner_leaves_a_projection_built_with_other_parameters_alone(
     assert sum(row[5] for row in rows) == 7
 
 
+def test_a_running_runner_takes_up_newly_fitted_parameters_after_a_rebuild(
+    models: ReadModels,
+) -> None:
+    record(models.store, answers_of(students=2, per_student=3))
+    models.catch_up()
+    old = SkillParameters({})
+    running = KnowledgeStateProjection(old)
+    fitted = {skill: BKTParameters(0.5, 0.2, 0.1, 0.05) for skill in SKILLS}
+
+    def reload() -> None:  # as ReadSide.reload_parameters reads bkt_parameters
+        old.fitted = dict(fitted)
+
+    runner = ProjectionRunner(
+        [running], models.tables, models.feed, reload_parameters=reload
+    )
+    # `replay fit`, then a rebuild with its parameters, under the running runner.
+    ProjectionRebuild(
+        KnowledgeStateProjection(SkillParameters({}, fitted)),
+        models.tables,
+        models.feed,
+        "tester",
+    ).run()
+    record(models.store, [answer("student-0", 4, correct=True)])
+
+    assert runner.run_once() == 1
+    rows = models.rows()["knowledge_state"]
+    assert {row[7] for row in rows} == {0.5}
+    assert sum(row[5] for row in rows) == 7
+
+
 # Rebuild ----------------------------------------------------------------------------
 
 
