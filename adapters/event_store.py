@@ -163,13 +163,7 @@ class EventStore:
                     )
                 )
                 statement = (
-                    sa.select(
-                        table.c.id,
-                        table.c.originator_name,
-                        table.c.originator_version,
-                        table.c.topic,
-                        table.c.state,
-                    )
+                    _select_recorded(table)
                     .where(wanted)
                     .order_by(table.c.originator_id, table.c.originator_version)
                 )
@@ -212,13 +206,7 @@ class EventStore:
             raise ValueError(f"limit must be at least 1, not {limit}")
         table = self.recorder.events_table
         statement = (
-            sa.select(
-                table.c.id,
-                table.c.originator_name,
-                table.c.originator_version,
-                table.c.topic,
-                table.c.state,
-            )
+            _select_recorded(table)
             .where(table.c.id > after_notification_id)
             .order_by(table.c.id)
             .limit(limit)
@@ -266,6 +254,17 @@ def open_event_store(url: str, *, table_name: str = DEFAULT_EVENTS_TABLE) -> Eve
         # Tables under other names (tests, experiments) are not migrated.
         recorder.create_table()
     return EventStore(recorder)
+
+
+def _select_recorded(table: sa.Table) -> sa.Select[Any]:
+    """Select the columns `_recorded_event` takes, in its order."""
+    return sa.select(
+        table.c.id,
+        table.c.originator_name,
+        table.c.originator_version,
+        table.c.topic,
+        table.c.state,
+    )
 
 
 def _recorded_event(
