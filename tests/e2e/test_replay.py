@@ -39,9 +39,9 @@ pytestmark = pytest.mark.e2e
 def dataset() -> Path:
     if DATASET.exists():
         return DATASET
+    # Data, not a service: its absence is a skip with the reason, under CI too (as
+    # the issue asks); an unreachable service is what CI=true must fail on.
     message = f"the ASSISTments file is not at {DATASET} (the shared data folder)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message}; CI=true requires it", pytrace=False)
     pytest.skip(f"{message}; put shared/data beside the repository to run this test")
 
 
