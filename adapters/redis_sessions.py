@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, ResponseError
 
 from tutorlane.adapters.codecs import (
     CorruptRecord,
@@ -33,7 +34,7 @@ from tutorlane.adapters.codecs import (
     encode_reply,
     encode_session,
 )
-from tutorlane.commands.ports import PendingReply, VersionConflict
+from tutorlane.commands.ports import PendingReply, SessionPlan, VersionConflict
 from tutorlane.domain.events import Event
 from tutorlane.domain.messages import Reply
 from tutorlane.domain.session import Session
@@ -75,6 +76,10 @@ end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 return 1
 """
+
+
+# The keys and the arguments of one call of a Lua script.
+_ScriptCall = tuple[list[str], list[int | bytes]]
 
 
 def shard_of(student: str, shards: int) -> int:
@@ -158,29 +163,79 @@ class RedisSessionStore:
             raise VersionConflict(f"session of {student} moved past {expected_version}")
         return _text(entry_id)
 
+    async def load_many(self, students: Sequence[str]) -> list[Session]:
+        """Return the students' sessions in their order, read in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for student in students:
+            pipe.hget(self.session_key(student), "d")
+        async with self._in_flight:
+            found = await pipe.execute() if students else []
+        return [
+            Session() if data is None else decode_session(_bytes(data))
+            for data in found
+        ]
+
+    async def write_plans(self, plans: Sequence[SessionPlan]) -> list[bool]:
+        """Set each Navigator plan whose session is still the one it was made for.
+
+        A plan applies at the session's current node (`plan_for`). Writing it moves
+        the version on by one, like any other change of the session: the version
+        then always names one content, so a plan computed for an older version can
+        never overwrite a newer plan, and a fast-lane commit that loaded the session
+        before the plan conflicts and redoes its message on the session with the
+        plan. A stale plan writes nothing and answers False. All of them go in one
+        round trip; each is checked and written atomically on its own.
+        """
+        if not plans:
+            return []
+        calls: list[_ScriptCall] = []
+        for planned in plans:
+            computed_for = planned.computed_for
+            session = replace(
+                computed_for,
+                version=computed_for.version + 1,
+                plan=planned.plan,
+                plan_for=computed_for.node,
+            )
+            calls.append(
+                (
+                    [self.session_key(planned.student)],
+                    [computed_for.version, session.version, encode_session(session)],
+                )
+            )
+
+        answers = await self._write_plan_calls(calls)
+        unknown = [i for i, answer in enumerate(answers) if _no_script(answer)]
+        if unknown:
+            # NOTE: a cluster's pipeline does not load scripts the way a single
+            # Redis's does, and a restarted node has forgotten them. Only the calls
+            # refused for it ran nothing; only they go again.
+            await self.redis.script_load(_WRITE_PLAN)
+            again = await self._write_plan_calls([calls[i] for i in unknown])
+            for index, answer in zip(unknown, again, strict=True):
+                answers[index] = answer
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return [bool(answer) for answer in answers]
+
+    async def _write_plan_calls(self, calls: Sequence[_ScriptCall]) -> list[Any]:
+        """Run the plan script once per call in one pipeline; errors as answers."""
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in calls:
+            # NOTE: redis-py's scripts take a pipeline, though its hints say not.
+            await self._write_plan(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]
+        async with self._in_flight:
+            return list(await pipe.execute(raise_on_error=False))
+
     async def write_plan(
         self, student: str, computed_for: Session, plan: Sequence[str]
     ) -> bool:
-        """Set the Navigator's plan if the session is still `computed_for`; tell if so.
-
-        The plan applies at the session's current node (`plan_for`). Writing it
-        moves the version on by one, like any other change of the session: the
-        version then always names one content, so a plan computed for an older
-        version can never overwrite a newer plan, and a fast-lane commit that
-        loaded the session before the plan conflicts and redoes its message on the
-        session with the plan. A stale plan writes nothing and returns False.
-        """
-        session = replace(
-            computed_for,
-            version=computed_for.version + 1,
-            plan=tuple(plan),
-            plan_for=computed_for.node,
+        """Set one plan if the session is still `computed_for` (see `write_plans`)."""
+        (written,) = await self.write_plans(
+            [SessionPlan(student, computed_for, tuple(plan))]
         )
-        written = await self._write_plan(
-            keys=[self.session_key(student)],
-            args=[computed_for.version, session.version, encode_session(session)],
-        )
-        return bool(written)
+        return written
 
     async def confirm(self, student: str, entry_id: str) -> None:
         """Remove a sent reply from the outbox."""
@@ -304,6 +359,12 @@ def _pending(entry_id: Any, fields: dict[bytes, bytes]) -> PendingReply:
         to=outgoing.to,
         reply=outgoing.reply,
         created_at=outgoing.created_at,
+    )
+
+
+def _no_script(answer: Any) -> bool:
+    return isinstance(answer, NoScriptError) or (
+        isinstance(answer, ResponseError) and str(answer).startswith("NOSCRIPT")
     )
 
 

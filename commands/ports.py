@@ -50,20 +50,32 @@ class SessionStore(Protocol):
         ...
 
 
-class PlanWriter(Protocol):
-    """Sessions as the Navigator sees them: read one, set its plan if unchanged."""
+@dataclass(frozen=True, slots=True)
+class SessionPlan:
+    """A plan to set on a student's session if it is still `computed_for`."""
 
-    async def load(self, student: str) -> Session:
-        """Return the student's session, or a new one (version 0)."""
+    student: str
+    computed_for: Session
+    plan: tuple[str, ...]
+
+
+class PlanWriter(Protocol):
+    """Sessions as the Navigator sees them: read some, set their plans if unchanged.
+
+    Both calls take a whole batch of students, so that the Navigator pays one round
+    trip per batch, not one per student.
+    """
+
+    async def load_many(self, students: Sequence[str]) -> list[Session]:
+        """Return the students' sessions in their order; a new one where none."""
         ...
 
-    async def write_plan(
-        self, student: str, computed_for: Session, plan: Sequence[str]
-    ) -> bool:
-        """Set `plan` for the session's current node if it is still `computed_for`.
+    async def write_plans(self, plans: Sequence[SessionPlan]) -> list[bool]:
+        """Set each plan for its session's current node if the session is unchanged.
 
-        Compared by version, atomically. Returns False, writing nothing, when the
-        session changed or vanished meanwhile; the write moves the version on.
+        Compared by version, atomically per session. A False in the answer says that
+        plan wrote nothing: the session changed or vanished meanwhile. A write moves
+        the session's version on.
         """
         ...
 

@@ -27,7 +27,7 @@ from tutorlane.adapters.codecs import (
 from tutorlane.adapters.event_store import EventStore
 from tutorlane.adapters.sql_projections import SQLProjectionStore
 from tutorlane.commands.analyse_student import AnalyseStudent
-from tutorlane.commands.plan_next_steps import PlanNextSteps
+from tutorlane.commands.plan_next_steps import PlanNextSteps, PlanRequest
 from tutorlane.commands.ports import NewRecord
 from tutorlane.domain.analysis import Trigger, find_trigger, may_trigger
 from tutorlane.domain.events import (
@@ -100,20 +100,24 @@ class StudentAgents:
     def write_plans(self, progress: Mapping[str, StudentProgress]) -> None:
         """Write each student's plan into their session, and wait for Redis."""
         now = self.clock()
-        calls = [
-            planner.plan(
-                student,
-                state.knowledge,
-                state.last_seen,
-                state.recent,
-                state.last_seq,
-                now,
-            )
-            for student, state in progress.items()
-            if (planner := self.planners.get(state.course)) is not None
-        ]
-        if not calls:
+        requests: dict[str, list[PlanRequest]] = {}
+        for student, state in progress.items():
+            if state.course in self.planners:
+                requests.setdefault(state.course, []).append(
+                    PlanRequest(
+                        student,
+                        state.knowledge,
+                        state.last_seen,
+                        state.recent,
+                        state.last_seq,
+                        now,
+                    )
+                )
+        if not requests:
             return
+        calls = [
+            self.planners[course].plan_many(asks) for course, asks in requests.items()
+        ]
         done = asyncio.run_coroutine_threadsafe(_gather(calls), self.loop)
         try:
             done.result(timeout=PLAN_WAIT_SECONDS)

@@ -10,7 +10,12 @@ from redis.asyncio import Redis
 from tutorlane.adapters.flow_files import SHIPPED_FLOWS, load_course_file
 from tutorlane.adapters.redis_sessions import RedisSessionStore
 from tutorlane.commands.handle_message import MessageHandler
-from tutorlane.commands.plan_next_steps import PlanNextSteps, PlanOutcome
+from tutorlane.commands.plan_next_steps import (
+    PlanNextSteps,
+    PlanOutcome,
+    PlanRequest,
+)
+from tutorlane.commands.ports import SessionPlan
 from tutorlane.domain.course import Course
 from tutorlane.domain.knowledge import SkillKnowledge
 from tutorlane.domain.messages import Inbound, Kind
@@ -34,9 +39,12 @@ def course() -> Course:
 class Student:
     """One student chatting through the real fast-lane handler."""
 
-    def __init__(self, store: RedisSessionStore, course: Course) -> None:
+    def __init__(
+        self, store: RedisSessionStore, course: Course, student: str = STUDENT
+    ) -> None:
+        self.id = student
         self.handler = MessageHandler(
-            store, course, lambda phone: STUDENT, clock=lambda: NOW
+            store, course, lambda phone: student, clock=lambda: NOW
         )
         self.count = 0
 
@@ -57,14 +65,12 @@ class RacingSessions:
         self.store = store
         self.meanwhile = meanwhile
 
-    async def load(self, student: str) -> Session:
-        return await self.store.load(student)
+    async def load_many(self, students: Sequence[str]) -> list[Session]:
+        return await self.store.load_many(students)
 
-    async def write_plan(
-        self, student: str, computed_for: Session, plan: Sequence[str]
-    ) -> bool:
+    async def write_plans(self, plans: Sequence[SessionPlan]) -> list[bool]:
         await self.meanwhile()
-        return await self.store.write_plan(student, computed_for, plan)
+        return await self.store.write_plans(plans)
 
 
 async def test_a_plan_is_written_for_the_current_node_and_moves_the_version_on(
@@ -198,3 +204,51 @@ async def test_a_plan_for_a_session_that_expired_meanwhile_creates_nothing(
 
     assert not await store.write_plan(STUDENT, session, STRONG_PLAN)
     assert not await redis_client.exists(store.session_key(STUDENT))
+
+
+async def test_a_batch_is_read_and_planned_at_once_and_only_the_stale_plan_dropped(
+    store: RedisSessionStore, course: Course
+) -> None:
+    students = [Student(store, course, f"pseudo-{n:04d}") for n in range(5)]
+    for student in students:
+        await student.send("hi")
+    behind, racing = students[1], students[3]
+    await behind.send("500")  # its knowledge below is still at seq 1
+    sessions = RacingSessions(store, lambda: racing.send("500"))
+    requests = [
+        PlanRequest(student.id, STRONG, {}, [], knowledge_seq=1, now=NOW)
+        for student in students
+    ] + [PlanRequest("pseudo-never", STRONG, {}, [], knowledge_seq=0, now=NOW)]
+
+    planned = await PlanNextSteps(sessions, Navigator(course)).plan_many(requests)
+
+    assert [item.outcome for item in planned] == [
+        PlanOutcome.WRITTEN,
+        PlanOutcome.BEHIND,
+        PlanOutcome.WRITTEN,
+        PlanOutcome.STALE,
+        PlanOutcome.WRITTEN,
+        PlanOutcome.NOT_IN_COURSE,
+    ]
+    loaded = await store.load_many([student.id for student in students])
+    assert [session.plan for session in loaded] == [
+        STRONG_PLAN,
+        (),
+        STRONG_PLAN,
+        (),
+        STRONG_PLAN,
+    ]
+    assert [session.node for session in loaded] == [
+        "pv-1",
+        "pv-2",
+        "pv-1",
+        "pv-2",
+        "pv-1",
+    ]
+
+
+async def test_reading_no_students_asks_redis_nothing(
+    store: RedisSessionStore,
+) -> None:
+    assert await store.load_many([]) == []
+    assert await store.write_plans([]) == []

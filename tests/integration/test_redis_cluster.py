@@ -29,7 +29,7 @@ from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
 from tutorlane.bootstrap import connect_redis
 from tutorlane.commands.handle_message import MessageHandler
-from tutorlane.commands.ports import VersionConflict
+from tutorlane.commands.ports import SessionPlan, VersionConflict
 from tutorlane.domain.course import Course, parse_course
 from tutorlane.domain.messages import Inbound, Kind, Reply
 from tutorlane.domain.session import Session
@@ -261,6 +261,38 @@ async def test_an_unreadable_reply_is_set_aside_on_a_cluster(
 
     assert len(pending) == 1
     assert await cluster.xlen(store.replies_key(shard)) == 1
+
+
+async def test_a_batch_of_plans_is_written_across_the_masters_of_a_cluster(
+    cluster: RedisCluster,
+) -> None:
+    store = RedisSessionStore(cluster, shards=16)
+    students = [f"pseudo-{n}" for n in range(48)]
+    for student in students:
+        await store.commit(
+            student, 0, Session(version=1, node="add-1"), PHONE, Reply("hi"), []
+        )
+    sessions = await store.load_many(students)
+    # One student's session moves on between the read and the write.
+    await store.commit(
+        students[7], 1, Session(version=2, node="add-2"), PHONE, Reply("next"), []
+    )
+
+    written = await store.write_plans(
+        [
+            SessionPlan(student, session, ("add-2",))
+            for student, session in zip(students, sessions, strict=True)
+        ]
+    )
+
+    assert written == [student != students[7] for student in students]
+    after = await store.load_many(students)
+    assert [(s.version, s.plan, s.plan_for) for s in after] == [
+        (2, (), "") if student == students[7] else (2, ("add-2",), "add-1")
+        for student in students
+    ]
+    nodes = [cluster.get_node_from_key(store.session_key(s)) for s in students]
+    assert len({node.name for node in nodes if node is not None}) == MASTERS
 
 
 async def test_the_fast_lane_handles_students_on_a_cluster(
