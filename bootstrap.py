@@ -18,7 +18,11 @@ from tutorlane.adapters.event_feed import EventStoreHistory
 from tutorlane.adapters.event_store import open_event_store
 from tutorlane.adapters.flow_files import load_courses
 from tutorlane.adapters.pseudonyms import Pseudonymiser, load_or_create_key
-from tutorlane.adapters.redis_sessions import RedisClient, RedisSessionStore
+from tutorlane.adapters.redis_sessions import (
+    COMMAND_TIMEOUT_SECONDS,
+    RedisClient,
+    RedisSessionStore,
+)
 from tutorlane.adapters.reply_sink import LocalReplySink
 from tutorlane.adapters.swiftchat_client import SwiftChatClient
 from tutorlane.commands.deliver_replies import ReplyDelivery
@@ -96,8 +100,13 @@ REDIS_CONNECTIONS = 128
 REDIS_POOL_SIZE = REDIS_CONNECTIONS + 64
 
 
-def connect_redis(settings: Settings) -> RedisClient:
-    """Return a client of the configured Redis, or of an in-process fakeredis."""
+def connect_redis(
+    settings: Settings, socket_timeout: float | None = 5.0
+) -> RedisClient:
+    """Return a client of the configured Redis, or of an in-process fakeredis.
+
+    Without a `socket_timeout` the caller bounds every round trip itself.
+    """
     if settings.redis_url is None:
         import fakeredis
 
@@ -105,7 +114,7 @@ def connect_redis(settings: Settings) -> RedisClient:
         return client
     options: dict[str, Any] = {
         "max_connections": REDIS_POOL_SIZE,
-        "socket_timeout": 5.0,
+        "socket_timeout": socket_timeout,
         "socket_connect_timeout": 3.0,
     }
     if settings.redis_cluster:
@@ -139,9 +148,11 @@ def make_sender(settings: Settings) -> tuple[ReplySender, LocalReplySink | None]
 async def start_runtime(settings: Settings, secret: str | None = None) -> Runtime:
     """Connect to the services and start the background work of one process."""
     course = pick_course(settings)
-    redis = connect_redis(settings)
+    # NOTE: the session store and the health check bound their own round trips.
+    redis = connect_redis(settings, socket_timeout=None)
     try:
-        await redis.ping()
+        async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+            await redis.ping()
     except Exception as ex:
         await redis.aclose()
         raise ServiceUnavailable(

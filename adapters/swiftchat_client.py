@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -47,34 +48,48 @@ class DeferredSendError(Exception):
 class TokenBucket:
     """Allows `rate` sends a second on average, bursts up to `burst`."""
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = burst
+        self.clock = clock
         self.tokens = burst
-        self.updated = time.monotonic()
+        self.updated = clock()
         self.paused_until = 0.0
         self._lock = asyncio.Lock()
 
     def pause(self, seconds: float) -> None:
         """Let no send through for `seconds` (the API said 429 Retry-After)."""
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+        self.paused_until = max(self.paused_until, self.clock() + seconds)
 
     async def take(self) -> None:
         """Wait until a send is allowed."""
+        # PERF: with tokens to spare and nobody waiting, no lock is needed (nothing
+        # here awaits): the lock alone was 2 % of a webhook worker's CPU.
+        if not self._lock.locked() and self._take_now():
+            return
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = self.clock()
                 if now < self.paused_until:
                     await asyncio.sleep(self.paused_until - now)
                     continue
-                self.tokens = min(
-                    self.burst, self.tokens + (now - self.updated) * self.rate
-                )
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
+                if self._take_now(now):
                     return
                 await asyncio.sleep((1 - self.tokens) / self.rate)
+
+    def _take_now(self, now: float | None = None) -> bool:
+        """Refill by the time passed and take a token if one is there."""
+        now = self.clock() if now is None else now
+        if now < self.paused_until:
+            return False
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 class SwiftChatClient:

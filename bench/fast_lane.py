@@ -413,6 +413,9 @@ def main() -> None:
         "TUTORLANE_SWIFTCHAT_BASE_URL": f"http://127.0.0.1:{imitation_port}",
         "TUTORLANE_SWIFTCHAT_BOT_ID": "bench",
         "TUTORLANE_SWIFTCHAT_API_KEY": "bench",
+        # The imitation has no rate limit: measure the lane, not the API's limit
+        # (1,000 replies a second by default, shared among the workers).
+        "TUTORLANE_SWIFTCHAT_RATE_PER_SECOND": "1000000",
         # The slow lane is measured by bench.slow_lane: events wait in the outbox.
         "TUTORLANE_AMQP_URL": "amqp://unused/",
         "TUTORLANE_VAR": str(logs / "var"),

@@ -106,7 +106,7 @@ def serve(host: str, port: int, workers: int) -> None:
         )
         return
 
-    os.environ["TUTORLANE_WEBHOOK_SECRET"] = secret
+    os.environ.update(worker_environment(settings, secret, workers))
     command = [
         sys.executable, "-m", "gunicorn",
         "--worker-class", "uvicorn_worker.UvicornWorker",
@@ -119,6 +119,19 @@ def serve(host: str, port: int, workers: int) -> None:
     ]  # fmt: skip
     # Replace this process, so that signals reach gunicorn directly.
     os.execv(sys.executable, command)  # noqa: S606 - a fixed argv, no shell
+
+
+def worker_environment(settings: Settings, secret: str, workers: int) -> dict[str, str]:
+    """Return what `serve`'s gunicorn workers must find in their environment.
+
+    The one webhook secret, and each worker's share of the SwiftChat API's rate
+    limit: every worker sends through a token bucket of its own.
+    """
+    share = settings.swiftchat_rate_per_second / workers
+    return {
+        "TUTORLANE_WEBHOOK_SECRET": secret,
+        "TUTORLANE_SWIFTCHAT_RATE_PER_SECOND": repr(share),
+    }
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Mapping
@@ -136,7 +137,8 @@ class HealthResource:
         """Tell whether this process can serve messages."""
         runtime = self.holder.runtime
         try:
-            await runtime.redis.ping()
+            async with asyncio.timeout(runtime.store.timeout):
+                await runtime.redis.ping()
         except (RedisError, OSError):
             resp.status = falcon.HTTP_503
             resp.media = {"status": "unavailable", "sessions": "not answering"}

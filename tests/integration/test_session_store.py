@@ -245,3 +245,37 @@ async def test_a_burst_larger_than_the_connection_pool_waits_instead_of_failing(
         await client.aclose()
 
     assert all(result.reply is not None for result in results)
+
+
+async def test_a_redis_that_accepts_but_never_answers_times_out_every_call() -> None:
+    # A Redis that hangs (a network partition, a stuck server) keeps the connection
+    # open and says nothing: the store's own deadline must end each call.
+    async def silent(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.read(-1)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0")
+    client = connect_redis(settings, socket_timeout=None)
+    store = RedisSessionStore(client, shards=4, timeout=0.2)
+    calls = [
+        store.load(STUDENT),
+        store.load_many([STUDENT, "pseudo-2"]),
+        store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("hi"), []),
+        store.confirm(STUDENT, "1-0"),
+        store.lease(0, "me", 5.0),
+        store.unconfirmed(0, time.time(), 10),
+    ]
+    try:
+        for call in calls:
+            began = time.monotonic()
+            with pytest.raises(TimeoutError):
+                # NOTE: the guard keeps a store without a deadline from hanging
+                # the run; it fails the elapsed-time check below instead.
+                await asyncio.wait_for(call, 5.0)
+            assert time.monotonic() - began < 2.0
+    finally:
+        await client.aclose(close_connection_pool=True)
+        server.close()
