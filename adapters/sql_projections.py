@@ -374,15 +374,6 @@ class SQLProjectionStore:
                         f"CREATE OR REPLACE VIEW {view} AS {select}"
                     )
 
-    def fetch_live(
-        self, projection: str, table: str, keys: Collection[Key]
-    ) -> dict[Key, Row]:
-        """Return rows of a projection's live table by primary key, outside a batch."""
-        state = self.states()[projection]
-        physical = {table: self.generation_table(table, state.generation)}
-        with self.engine.connect() as connection:
-            return SQLRowStore(connection, physical, self.dialect).fetch(table, keys)
-
     def count_rows(self, table: str) -> int:
         """Return how many rows the live view of a table shows."""
         with self.engine.connect() as connection:

@@ -136,6 +136,9 @@ class NextStepsProjection(Projection):
             course_id: Navigator(course, self.policy)
             for course_id, course in courses.items()
         }
+        # The progress of the students of the last batch applied, by student: what
+        # the agents act on once the runner has committed that batch.
+        self.last_applied: dict[str, StudentProgress] = {}
 
     def fingerprint(self) -> str:
         """Return what besides the events decides the rows: parameters and policy."""
@@ -150,6 +153,7 @@ class NextStepsProjection(Projection):
             for logged in events
             if not isinstance(logged.event, AnalysisRecorded)
         ]
+        self.last_applied = {}
         if not student_events:
             return
 
@@ -163,6 +167,7 @@ class NextStepsProjection(Projection):
             NEXT_STEPS,
             [progress[key[0]].row(self.plan(progress[key[0]])) for key in sorted(keys)],
         )
+        self.last_applied = {key[0]: progress[key[0]] for key in sorted(keys)}
 
     def plan(self, student: StudentProgress) -> tuple[str, ...]:
         """Return the Navigator's plan after the student's last event."""

@@ -277,5 +277,5 @@ async def test_a_redis_that_accepts_but_never_answers_times_out_every_call() -> 
                 await asyncio.wait_for(call, 5.0)
             assert time.monotonic() - began < 2.0
     finally:
-        await client.aclose(close_connection_pool=True)
+        await client.aclose()
         server.close()
