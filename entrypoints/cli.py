@@ -352,6 +352,7 @@ def projections() -> None:
 
 
 @projections.command("run")
+@click.argument("names", nargs=-1)
 @click.option(
     "--batch",
     default=1000,
@@ -359,20 +360,27 @@ def projections() -> None:
     type=click.IntRange(1, 100_000),
     help="Events applied per transaction.",
 )
-def projections_run(batch: int) -> None:
-    """Keep every projection current, following the event store (runs until Ctrl-C).
+def projections_run(names: tuple[str, ...], batch: int) -> None:
+    """Keep projections current (all when none is named), following the event store.
 
-    `serve` does this itself in the embedded default; with TUTORLANE_AMQP_URL set,
-    run one of these beside the relay and the worker.
+    Runs until Ctrl-C. `serve` does this itself in the embedded default; with
+    TUTORLANE_AMQP_URL set, run one of these beside the relay and the worker, or
+    several, each naming some projections, to spread them over cores and hosts
+    (the Navigator and the Analyst run beside next_steps).
     """
     import threading
 
-    from tutorlane.entrypoints.projections import run_projections
+    from tutorlane.entrypoints.projections import UnknownProjection, run_projections
 
     settings = load_settings()
     stop = threading.Event()
     _stop_on_signals(stop.set)
-    _with_database_errors(lambda: run_projections(settings, stop, batch))
+    try:
+        _with_database_errors(
+            lambda: run_projections(settings, stop, batch, names=names)
+        )
+    except UnknownProjection as ex:
+        raise click.UsageError(str(ex)) from None
 
 
 @projections.command("status")

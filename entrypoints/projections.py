@@ -33,7 +33,7 @@ from tutorlane.projections.knowledge_state import (
     KnowledgeStateProjection,
     SkillParameters,
 )
-from tutorlane.projections.next_steps import NextStepsProjection
+from tutorlane.projections.next_steps import NEXT_STEPS, NextStepsProjection
 from tutorlane.projections.rebuild import (
     ProjectionRebuild,
 )
@@ -122,29 +122,38 @@ def run_projections(
     redis: RedisClient | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
     drain_seconds: float = 0.0,
+    names: Sequence[str] = (),
 ) -> None:
-    """Keep every projection current until `stop` is set (blocking).
+    """Keep the projections called `names` (all when none) current until `stop`.
 
-    The Navigator writes plans back through `redis`, whose event `loop` runs
-    elsewhere (`serve`'s own, in the embedded default); without them, through a
-    client of TUTORLANE_REDIS_URL on a loop of this function's, or not at all.
+    Blocking. The Navigator and the Analyst act after the next_steps projection,
+    so only where it runs. The Navigator writes plans back through `redis`, whose
+    event `loop` runs elsewhere (`serve`'s own, in the embedded default); without
+    them, through a client of TUTORLANE_REDIS_URL on a loop of this function's, or
+    not at all. Raises UnknownProjection for a name that is not a projection.
     """
     from tutorlane.bootstrap import connect_redis
 
     read_side = open_read_side(settings)
+    try:
+        chosen = read_side.pick(names)
+    except UnknownProjection:
+        read_side.close()
+        raise
+    with_agents = any(projection.name == NEXT_STEPS for projection in chosen)
     own_loop: asyncio.AbstractEventLoop | None = None
-    if redis is None and settings.redis_url is not None:
+    if with_agents and redis is None and settings.redis_url is not None:
         own_loop = asyncio.new_event_loop()
         threading.Thread(target=own_loop.run_forever, daemon=True).start()
         redis, loop = connect_redis(settings), own_loop
     agents = None
-    if redis is not None and loop is not None:
+    if with_agents and redis is not None and loop is not None:
         agents = build_agents(settings, read_side, redis, loop)
-    else:
+    elif with_agents:
         logger.info("Navigator plans stay in next_steps: no Redis to write them to")
     try:
         runner = ProjectionRunner(
-            read_side.projections,
+            chosen,
             read_side.tables,
             read_side.feed,
             batch_size=batch_size,
@@ -153,7 +162,7 @@ def run_projections(
         )
         logger.info(
             "projection runner started: %s",
-            ", ".join(projection.name for projection in read_side.projections),
+            ", ".join(projection.name for projection in chosen),
         )
         runner.run(stop, drain_seconds=drain_seconds)
         if agents is not None and drain_seconds:

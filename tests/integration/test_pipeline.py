@@ -101,10 +101,17 @@ class Pipeline:
             tmp / "worker.log",
         )
 
+        # Two runners share the projections, as on a deployment spread over cores;
+        # the agents run beside next_steps.
         self.projections = Process(
-            ["projections", "run"],
+            ["projections", "run", "next_steps", "analyst_insights"],
             {**common, "TUTORLANE_DATABASE_URL": database_url},
             tmp / "projections.log",
+        )
+        self.log_projections = Process(
+            ["projections", "run", "interaction_log", "knowledge_state"],
+            {**common, "TUTORLANE_DATABASE_URL": database_url},
+            tmp / "log-projections.log",
         )
 
     def start(self) -> None:
@@ -113,9 +120,11 @@ class Pipeline:
         self.relay.start()
         self.worker.start()
         self.projections.start()
+        self.log_projections.start()
 
     def stop(self) -> None:
-        for process in (self.serve, self.relay, self.worker, self.projections):
+        processes = (self.serve, self.relay, self.worker)
+        for process in (*processes, self.projections, self.log_projections):
             process.stop()
         self.amqp_proxy.close()
         self.database_proxy.close()
@@ -290,7 +299,7 @@ def test_every_answer_reaches_the_event_store_once_in_order(pipeline: Pipeline) 
     wait_for(
         lambda: pipeline.count("interaction_log") == answers,
         60,
-        on_each=pipeline.projections.check_running,
+        on_each=pipeline.log_projections.check_running,
         what=f"{answers} rows in interaction_log",
     )
     wait_for(

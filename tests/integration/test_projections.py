@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -612,3 +615,22 @@ def test_live_projections_equal_a_rebuild_on_mariadb(
         with server.begin() as connection:
             connection.execute(sa.text(f"DROP DATABASE {database}"))
         server.dispose()
+
+
+def test_running_a_projection_that_does_not_exist_says_which_there_are(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "TUTORLANE_VAR": str(tmp_path)}
+    env.pop("TUTORLANE_DATABASE_URL", None)
+    ran = subprocess.run(
+        [sys.executable, "-m", "tutorlane", "projections", "run", "nosuch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert ran.returncode == 2
+    assert "no projection called nosuch" in ran.stderr
+    assert "interaction_log" in ran.stderr
