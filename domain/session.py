@@ -195,7 +195,7 @@ class _Turn:
         recent, horizon, horizon_ids = _remember(self.session, self.message, self.now)
         session = replace(
             self.session,
-            version=self.session.version + 1,
+            version=next_version(self.session.version, self.now),
             last_seen=self.now,
             recent=recent,
             horizon=horizon,
@@ -460,6 +460,19 @@ def _indian_number(value: Decimal) -> str:
         pairs = [head[max(0, end - 2) : end] for end in range(len(head), 0, -2)]
         whole = ",".join(reversed(pairs)) + "," + tail
     return f"{sign}{whole}{dot}{fraction}"
+
+
+def next_version(version: int, now: float) -> int:
+    """Return the version a session takes when a change of it is committed.
+
+    One more than the version read; but a session written for the first time, or
+    again after Redis lost it (read as version 0), starts at the time in
+    milliseconds. Every conditional write compares versions, so a version must
+    never name two contents: counted again from 1, a restored session would soon
+    reach a version its earlier life had, and a write checked against that one (a
+    Navigator's plan, a commit in flight) would land on the new content.
+    """
+    return version + 1 if version else int(now * 1000)
 
 
 def restore_session(history: Sequence[Event], course: Course) -> Session:

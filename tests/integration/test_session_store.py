@@ -174,12 +174,13 @@ async def test_messages_of_one_student_at_the_same_moment_lose_no_update(
 ) -> None:
     handler = MessageHandler(store, course, keyed_by_phone)
     await handler.handle(PHONE, Inbound("start", Kind.TEXT, "hi"))
+    first = (await store.load(keyed_by_phone(PHONE))).version
 
     messages = [Inbound(f"h-{i}", Kind.TEXT, "what?") for i in range(20)]
     results = await asyncio.gather(*(handler.handle(PHONE, m) for m in messages))
 
     session = await store.load(keyed_by_phone(PHONE))
-    assert session.version == 21
+    assert session.version == first + 20
     assert all(result.reply is not None for result in results)
 
 
@@ -188,13 +189,14 @@ async def test_the_same_message_delivered_twice_at_once_replies_once(
 ) -> None:
     handler = MessageHandler(store, course, keyed_by_phone)
     await handler.handle(PHONE, Inbound("start", Kind.TEXT, "hi"))
+    first = (await store.load(keyed_by_phone(PHONE))).version
 
     message = Inbound("answer-1", Kind.TEXT, "15")
     results = await asyncio.gather(*(handler.handle(PHONE, message) for _ in range(5)))
 
     assert sum(result.reply is not None for result in results) == 1
     session = await store.load(keyed_by_phone(PHONE))
-    assert (session.version, session.answered, session.correct) == (2, 1, 1)
+    assert (session.version, session.answered, session.correct) == (first + 1, 1, 1)
 
 
 async def test_an_unreadable_reply_is_set_aside_and_the_others_still_swept(
