@@ -41,16 +41,23 @@ def encode_session(session: Session) -> bytes:
 
 
 def decode_session(data: bytes) -> Session:
-    """Read a stored session back."""
-    values = _decoder.decode(data)
+    """Read a stored session back; raise CorruptRecord if it cannot be."""
+    try:
+        values = _decoder.decode(data)
+    except msgspec.DecodeError as ex:
+        raise CorruptRecord(f"session is not msgpack ({ex})") from None
     if not isinstance(values, list) or not values or values[0] != SESSION_FORMAT:
-        raise CorruptRecord(f"session format {values[:1]!r} is not {SESSION_FORMAT}")
+        found = values[:1] if isinstance(values, list) else type(values).__name__
+        raise CorruptRecord(f"session format {found!r} is not {SESSION_FORMAT}")
     fields = dict(zip(_SESSION_FIELDS, values[1:], strict=False))
-    fields["status"] = Status(fields.get("status", Status.NEW))
-    fields["plan"] = tuple(fields.get("plan", ()))
-    fields["recent"] = tuple(fields.get("recent", ()))
-    fields["horizon_ids"] = tuple(fields.get("horizon_ids", ()))
-    return Session(**fields)
+    try:
+        fields["status"] = Status(fields.get("status", Status.NEW))
+        fields["plan"] = tuple(fields.get("plan", ()))
+        fields["recent"] = tuple(fields.get("recent", ()))
+        fields["horizon_ids"] = tuple(fields.get("horizon_ids", ()))
+        return Session(**fields)
+    except (TypeError, ValueError) as ex:
+        raise CorruptRecord(f"session fields do not fit ({ex})") from None
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

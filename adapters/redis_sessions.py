@@ -169,17 +169,34 @@ class RedisSessionStore:
             raise VersionConflict(f"session of {student} moved past {expected_version}")
         return _text(entry_id)
 
-    async def load_many(self, students: Sequence[str]) -> list[Session]:
-        """Return the students' sessions in their order, read in one round trip."""
+    async def load_many(self, students: Sequence[str]) -> list[Session | None]:
+        """Return the students' sessions in their order, read in one round trip.
+
+        A session that cannot be read (another release's format, a damaged key) is
+        None, logged; it does not keep the others from being read.
+        """
         pipe = self.redis.pipeline(transaction=False)
         for student in students:
             pipe.hget(self.session_key(student), "d")
         async with self._in_flight, asyncio.timeout(self.timeout):
-            found = await pipe.execute() if students else []
+            found = await pipe.execute(raise_on_error=False) if students else []
         return [
-            Session() if data is None else decode_session(_bytes(data))
-            for data in found
+            self._readable(student, data)
+            for student, data in zip(students, found, strict=True)
         ]
+
+    @staticmethod
+    def _readable(student: str, data: Any) -> Session | None:
+        """Return a session read by a pipeline, None if it cannot be read."""
+        if data is None:
+            return Session()
+        try:
+            if isinstance(data, Exception):
+                raise CorruptRecord(str(data))
+            return decode_session(_bytes(data))
+        except CorruptRecord as ex:
+            logger.warning("session of student=%s cannot be read: %s", student, ex)
+            return None
 
     async def write_plans(self, plans: Sequence[SessionPlan]) -> list[bool]:
         """Set each Navigator plan whose session is still the one it was made for.
@@ -189,8 +206,9 @@ class RedisSessionStore:
         then always names one content, so a plan computed for an older version can
         never overwrite a newer plan, and a fast-lane commit that loaded the session
         before the plan conflicts and redoes its message on the session with the
-        plan. A stale plan writes nothing and answers False. All of them go in one
-        round trip; each is checked and written atomically on its own.
+        plan. A stale plan writes nothing and answers False, as does one that
+        failed (logged). All of them go in one round trip; each is checked and
+        written atomically on its own.
         """
         if not plans:
             return []
@@ -221,10 +239,13 @@ class RedisSessionStore:
             again = await self._write_plan_calls([calls[i] for i in unknown])
             for index, answer in zip(unknown, again, strict=True):
                 answers[index] = answer
-        for answer in answers:
+        for planned, answer in zip(plans, answers, strict=True):
             if isinstance(answer, Exception):
-                raise answer
-        return [bool(answer) for answer in answers]
+                # NOTE: one damaged key must not hide what became of the others.
+                logger.warning(
+                    "plan for student=%s not written: %s", planned.student, answer
+                )
+        return [answer == 1 for answer in answers]
 
     async def _write_plan_calls(self, calls: Sequence[_ScriptCall]) -> list[Any]:
         """Run the plan script once per call in one pipeline; errors as answers."""

@@ -3,9 +3,9 @@
 Two ways to load it, with `tutorlane relay`, `tutorlane worker` and `tutorlane
 projections run` running:
 
-- drain (the default): fill the event outbox with N answers of S students (as the
-  fast lane would commit them), then start the relay and the worker and time how
-  long the event store takes to hold all of them;
+- drain (the default): fill the event outbox with N answers of S students, and
+  their sessions, as the fast lane would commit them; then start the relay and the
+  worker and time how long the event store takes to hold all of them;
 - sustained (`--rate R`): start them first, then append R events a second to the
   outbox for N/R seconds, and report how far behind the event store is when the
   appending stops (the lag, in events and in seconds of drain) and how long it
@@ -39,18 +39,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
 import redis
 import sqlalchemy as sa
 
-from tutorlane.adapters.codecs import encode_events
+from tutorlane.adapters.codecs import encode_events, encode_session
 from tutorlane.adapters.event_store import EventStore, open_event_store
 from tutorlane.adapters.rabbitmq import Topology
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
 from tutorlane.bench.fast_lane import cpu_seconds
 from tutorlane.domain.events import AnswerSubmitted, event_id_for
+from tutorlane.domain.session import Session, Status
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -60,7 +62,15 @@ SERVER_URL = os.environ.get(
 DATABASE = os.environ.get("BENCH_DATABASE", "tutorlane_bench")
 DATABASE_URL = f"{SERVER_URL}/{DATABASE}?charset=utf8mb4"
 QUEUES = 8
-PROCESS_NAMES = ("relay", "worker", "projections")
+# With --split, two projection runners share the projections: the tables of every
+# answer in one, the plans and insights (and the agents) in the other.
+RUNNERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "one": {"projections": ()},
+    "split": {
+        "projections_log": ("interaction_log", "knowledge_state"),
+        "projections_plans": ("next_steps", "analyst_insights"),
+    },
+}
 TOPOLOGY = Topology(os.environ.get("BENCH_BUS_NAME", "tutorlane-bench"), QUEUES)
 
 
@@ -87,21 +97,39 @@ def reset_services() -> None:
     engine.dispose()
 
 
-def outbox_entries(
-    events: int, students: int
-) -> Iterator[tuple[str, dict[str, str | bytes]]]:
-    """Yield (stream key, fields) of `events` answers of `students`, in order."""
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What the fast lane commits with one answer: its event and the new session."""
+
+    events_key: str
+    fields: dict[str, str | bytes]
+    session_key: str
+    session: dict[str, str | bytes]
+
+    def add_to(self, pipe: redis.client.Pipeline) -> None:
+        """Queue the commit's writes on a pipeline."""
+        pipe.xadd(self.events_key, self.fields)  # type: ignore[arg-type]
+        pipe.hset(self.session_key, mapping=self.session)  # type: ignore[arg-type]
+
+
+def commits(events: int, students: int) -> Iterator[Commit]:
+    """Yield the commits of `events` answers of `students`, in order.
+
+    Each student's session moves on with their answers, as the fast lane's commit
+    moves it, so that the Navigator plans for it and writes its plan back.
+    """
     keys = RedisSessionStore(redis.asyncio.Redis())  # only for its key names
     per_student = events // students
     for seq in range(1, per_student + 1):
         for number in range(students):
             student = f"bench-student-{number:07d}"
+            now = time.time()
             event = AnswerSubmitted(
                 event_id=event_id_for(student, f"m-{seq}", seq),
                 student=student,
                 seq=seq,
                 message_id=f"m-{seq}",
-                occurred_at=time.time(),
+                occurred_at=now,
                 course="maths-primary",
                 node="add-1",
                 skill="addition",
@@ -110,33 +138,47 @@ def outbox_entries(
                 attempt=1,
                 seconds_taken=4.2,
             )
+            session = Session(
+                version=seq,
+                seq=seq,
+                status=Status.ACTIVE,
+                course="maths-primary",
+                node="add-2",
+                asked_at=now,
+                last_seen=now,
+            )
             shard = shard_of(student, keys.shards)
-            yield keys.events_key(shard), {"s": student, "e": encode_events((event,))}
+            yield Commit(
+                keys.events_key(shard),
+                {"s": student, "e": encode_events((event,))},
+                keys.session_key(student),
+                {"v": str(seq), "d": encode_session(session)},
+            )
 
 
 def fill_outbox(events: int, students: int) -> None:
-    """Append `events` answers of `students` to the outbox, one entry per answer."""
+    """Commit `events` answers of `students` at once: one outbox entry per answer."""
     client = redis.Redis.from_url(REDIS_URL)
     pipe = client.pipeline(transaction=False)
-    for key, fields in outbox_entries(events, students):
-        pipe.xadd(key, fields)  # type: ignore[arg-type]
+    for commit in commits(events, students):
+        commit.add_to(pipe)
         if len(pipe) >= 5000:
             pipe.execute()
     pipe.execute()
 
 
 def append_at_rate(events: int, students: int, rate: float) -> float:
-    """Append events at `rate` a second, in 10 ms batches; return the seconds taken."""
+    """Commit answers at `rate` a second, in 10 ms batches; return the seconds taken."""
     client = redis.Redis.from_url(REDIS_URL)
-    entries = outbox_entries(events, students)
+    pending = commits(events, students)
     began = time.perf_counter()
     sent = 0
     while sent < events:
         due = int((time.perf_counter() - began) * rate) + 1
         pipe = client.pipeline(transaction=False)
-        for key, fields in itertools.islice(entries, max(0, min(due, events) - sent)):
-            pipe.xadd(key, fields)  # type: ignore[arg-type]
-        sent += len(pipe)
+        for commit in itertools.islice(pending, max(0, min(due, events) - sent)):
+            commit.add_to(pipe)
+        sent += len(pipe) // 2
         pipe.execute()
         time.sleep(0.01)
     return time.perf_counter() - began
@@ -199,6 +241,11 @@ def main() -> None:
         "--students", type=int, default=20_000, help="students they belong to"
     )
     parser.add_argument(
+        "--split",
+        action="store_true",
+        help="two projection runners, each keeping some of the projections",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=0.0,
@@ -216,35 +263,38 @@ def main() -> None:
         "events": total,
         "students": args.students,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "processes": "1 relay + 1 worker + 1 projection runner",
     }
+    runners = RUNNERS["split" if args.split else "one"]
+    context["processes"] = f"1 relay + 1 worker + {len(runners)} projection runner(s)"
 
     started = time.perf_counter()
-    processes = [
-        start("relay", logs / "relay.log"),
-        start("worker", logs / "worker.log"),
-        start("projections", logs / "projections.log", "run"),
-    ]  # in the order of PROCESS_NAMES
+    processes = {
+        "relay": start("relay", logs / "relay.log"),
+        "worker": start("worker", logs / "worker.log"),
+    }
+    for name, names in runners.items():
+        log = logs / f"{name}.log"
+        processes[name] = start("projections", log, "run", *names)
     try:
         if args.rate:
             time.sleep(3.0)  # NOTE: both processes up before the clock starts
             started = time.perf_counter()
             seconds = append_at_rate(total, args.students, args.rate)
             behind = total - store.count()
-            wait_recorded(store, total, processes, logs)
+            wait_recorded(store, total, list(processes.values()), logs)
             drained = time.perf_counter() - started - seconds
             context |= {"mode": "sustained", "offered": f"{args.rate:.0f} events/s"}
         else:
-            wait_recorded(store, total, processes, logs)
+            wait_recorded(store, total, list(processes.values()), logs)
             seconds, behind, drained = time.perf_counter() - started, 0, 0.0
             context |= {"mode": "drain", "includes": "process start-up"}
         elapsed = time.perf_counter() - started
         cpu_recorded = cpu_of(processes)
-        wait_projected(store, processes, logs)
+        wait_projected(store, list(processes.values()), logs)
         projected = time.perf_counter() - started
         cpu_projected = cpu_of(processes)
     finally:
-        for process in processes:
+        for process in processes.values():
             process.terminate()
             process.wait()
         store.close()
@@ -258,18 +308,16 @@ def main() -> None:
     report("projections_lag_seconds_after_store", projected - elapsed, "s", **context)
     # CPU per event of each process, until the store had every event (the runner:
     # until it had applied every one); the load generator is this process.
-    cpu_recorded["projections"] = cpu_projected["projections"]
+    for name in runners:
+        cpu_recorded[name] = cpu_projected[name]
     for name, seconds in cpu_recorded.items():
         micros = seconds / total * 1e6
         report(f"slow_lane_cpu_per_event_{name}", micros, "us", **context)
 
 
-def cpu_of(processes: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+def cpu_of(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
     """Return the CPU seconds used so far by each process, and by this one."""
-    used = {
-        name: cpu_seconds([process.pid])
-        for name, process in zip(PROCESS_NAMES, processes, strict=True)
-    }
+    used = {name: cpu_seconds([process.pid]) for name, process in processes.items()}
     used["load_generator"] = sum(os.times()[:2])
     return used
 

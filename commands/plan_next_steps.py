@@ -39,6 +39,7 @@ class PlanOutcome(StrEnum):
     STALE = "stale"  # the session changed between read and write: plan dropped
     BEHIND = "behind"  # the knowledge lacks some of the session's events
     NOT_IN_COURSE = "not-in-course"  # not active in the Navigator's course
+    UNREADABLE = "unreadable"  # the session cannot be read: left alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,21 +108,24 @@ class PlanNextSteps:
             for index, (ask, session, planned) in enumerate(
                 zip(requests, sessions, decided, strict=True)
             )
-            if planned.outcome is PlanOutcome.WRITTEN
+            if session is not None and planned.outcome is PlanOutcome.WRITTEN
         ]
         written = await self.sessions.write_plans([plan for _, plan in to_write])
         for (index, plan), fresh in zip(to_write, written, strict=True):
             if not fresh:
                 logger.info(
-                    "plan for student=%s at version %d dropped: the session moved on",
+                    "plan for student=%s at version %d dropped: the session moved on "
+                    "(or could not be written)",
                     plan.student,
                     plan.computed_for.version,
                 )
                 decided[index] = replace(decided[index], outcome=PlanOutcome.STALE)
         return decided
 
-    def decide(self, ask: PlanRequest, session: Session) -> PlannedSteps:
+    def decide(self, ask: PlanRequest, session: Session | None) -> PlannedSteps:
         """Return the plan for a session, WRITTEN where it is new and due to write."""
+        if session is None:
+            return PlannedSteps(PlanOutcome.UNREADABLE)
         course = self.navigator.course
         if (
             session.status is not Status.ACTIVE

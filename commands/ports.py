@@ -66,16 +66,19 @@ class PlanWriter(Protocol):
     trip per batch, not one per student.
     """
 
-    async def load_many(self, students: Sequence[str]) -> list[Session]:
-        """Return the students' sessions in their order; a new one where none."""
+    async def load_many(self, students: Sequence[str]) -> list[Session | None]:
+        """Return the students' sessions in their order; a new one where none.
+
+        None stands for a session that exists but cannot be read.
+        """
         ...
 
     async def write_plans(self, plans: Sequence[SessionPlan]) -> list[bool]:
         """Set each plan for its session's current node if the session is unchanged.
 
         Compared by version, atomically per session. A False in the answer says that
-        plan wrote nothing: the session changed or vanished meanwhile. A write moves
-        the session's version on.
+        plan wrote nothing: the session changed or vanished meanwhile, or the write
+        failed. A write moves the session's version on.
         """
         ...
 

@@ -65,7 +65,7 @@ class RacingSessions:
         self.store = store
         self.meanwhile = meanwhile
 
-    async def load_many(self, students: Sequence[str]) -> list[Session]:
+    async def load_many(self, students: Sequence[str]) -> list[Session | None]:
         return await self.store.load_many(students)
 
     async def write_plans(self, plans: Sequence[SessionPlan]) -> list[bool]:
@@ -230,7 +230,7 @@ async def test_a_batch_is_read_and_planned_at_once_and_only_the_stale_plan_dropp
         PlanOutcome.WRITTEN,
         PlanOutcome.NOT_IN_COURSE,
     ]
-    loaded = await store.load_many([student.id for student in students])
+    loaded = [await store.load(student.id) for student in students]
     assert [session.plan for session in loaded] == [
         STRONG_PLAN,
         (),
@@ -252,3 +252,53 @@ async def test_reading_no_students_asks_redis_nothing(
 ) -> None:
     assert await store.load_many([]) == []
     assert await store.write_plans([]) == []
+
+
+@pytest.mark.parametrize("damage", ["another format", "not a hash"])
+async def test_an_unreadable_session_is_left_alone_and_the_others_planned(
+    store: RedisSessionStore, course: Course, redis_client: Redis, damage: str
+) -> None:
+    students = [Student(store, course, f"pseudo-{n:04d}") for n in range(3)]
+    for student in students:
+        await student.send("hi")
+    damaged = store.session_key(students[1].id)
+    if damage == "another format":
+        await redis_client.hset(damaged, "d", b"\x92\x02\xa1x")  # [2, "x"]
+    else:
+        await redis_client.delete(damaged)
+        await redis_client.set(damaged, "a string")
+    requests = [
+        PlanRequest(student.id, STRONG, {}, [], knowledge_seq=1, now=NOW)
+        for student in students
+    ]
+
+    planned = await PlanNextSteps(store, Navigator(course)).plan_many(requests)
+
+    assert [item.outcome for item in planned] == [
+        PlanOutcome.WRITTEN,
+        PlanOutcome.UNREADABLE,
+        PlanOutcome.WRITTEN,
+    ]
+    assert (await store.load(students[2].id)).plan == STRONG_PLAN
+
+
+async def test_a_write_that_fails_for_one_student_answers_for_every_other(
+    store: RedisSessionStore, course: Course, redis_client: Redis
+) -> None:
+    students = [Student(store, course, f"pseudo-{n:04d}") for n in range(3)]
+    for student in students:
+        await student.send("hi")
+    sessions = await store.load_many([student.id for student in students])
+    damaged = store.session_key(students[0].id)
+    await redis_client.delete(damaged)
+    await redis_client.set(damaged, "a string")
+
+    written = await store.write_plans(
+        [
+            SessionPlan(student.id, session, STRONG_PLAN)
+            for student, session in zip(students, sessions, strict=True)
+            if session is not None
+        ]
+    )
+
+    assert written == [False, True, True]
