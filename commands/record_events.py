@@ -100,7 +100,11 @@ class EventRecorder:
         return sum(len(events) for events in self._held.values())
 
     async def record(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
-        """Record a batch; raises (settling nothing new) if the event store fails."""
+        """Record a batch; raises if the event store or the bus fails.
+
+        What a failure leaves unsettled is held for the next call (a batch of
+        nothing will do): the events are appended once, their messages settled.
+        """
         outcome = BatchOutcome()
         now = self.clock()
         for delivery in deliveries:
@@ -125,18 +129,29 @@ class EventRecorder:
                 for item in (*ready, *redelivered):
                     self._held[item.event.student][item.event.seq] = item
                 raise
-        conflicting = await self._conflicting(redelivered)
-        for item in (*ready, *redelivered):
-            self._waiting_since.pop((item.event.student, item.event.seq), None)
-            if item in conflicting:
-                await self._park(item, conflicting[item])
-            else:
-                await item.message.done()
-
+        self.recorded += len(ready)
         outcome.recorded = len(ready)
+
+        settling = [*ready, *redelivered]
+        settled = 0
+        try:
+            conflicting = await self._conflicting(redelivered)
+            for item in settling:
+                if item in conflicting:
+                    await self._park(item, conflicting[item])
+                else:
+                    await item.message.done()
+                self._waiting_since.pop((item.event.student, item.event.seq), None)
+                settled += 1
+        except BaseException:
+            # NOTE: their events are in the store, but their messages are not all
+            # settled: hold those again, and the next try finds them recorded (as
+            # redeliveries) and settles them then.
+            for item in settling[settled:]:
+                self._held[item.event.student][item.event.seq] = item
+            raise
         outcome.duplicates += len(redelivered) - len(conflicting)
         outcome.dead += len(conflicting)
-        self.recorded += len(ready)
         await self._give_back_stale(now)
         outcome.held = self.held
         return outcome

@@ -19,6 +19,7 @@ class FakeEventLog:
     def __init__(self) -> None:
         self.records: list[NewRecord] = []
         self.failing = False
+        self.lookups_failing = 0
 
     def last_seqs(self, students: Sequence[str]) -> dict[str, int]:
         return {
@@ -32,6 +33,9 @@ class FakeEventLog:
         self.records.extend(records)
 
     def event_ids(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        if self.lookups_failing:
+            self.lookups_failing -= 1
+            raise ConnectionError("database away")
         ids = {
             (r.student, r.seq): json.loads(r.state)["event_id"] for r in self.records
         }
@@ -44,11 +48,15 @@ class FakeEventLog:
 class FakeDeadLetters:
     def __init__(self) -> None:
         self.parked: list[tuple[bytes, str]] = []
+        self.failing = 0
 
     async def publish(self, messages: Sequence[object]) -> None:
         raise AssertionError("the recorder never publishes events")
 
     async def dead_letter(self, body: bytes, reason: str) -> None:
+        if self.failing:
+            self.failing -= 1
+            raise ConnectionError("broker away")
         self.parked.append((body, reason))
 
 
@@ -263,3 +271,37 @@ async def test_another_event_under_a_recorded_seq_is_parked_not_dropped(
 
     assert reused.acked and log.seqs("a") == [1] and outcome.dead == 1
     assert "already holds another event" in dead.parked[0][1]
+
+
+async def test_a_lookup_that_fails_after_the_append_settles_everything_on_retry(
+    recorder: EventRecorder, log: FakeEventLog
+) -> None:
+    await recorder.record([FakeDelivery(event("a", 1))])
+    # A redelivery of a:1 (looked up for its identity) beside a new b:1.
+    mixed = FakeDelivery(event("a", 1), event("b", 1))
+    log.lookups_failing = 1
+
+    with pytest.raises(ConnectionError):
+        await recorder.record([mixed])
+    assert not mixed.acked and recorder.held == 2
+
+    await recorder.record([])
+
+    assert mixed.acked and recorder.held == 0
+    assert log.seqs("a") == [1] and log.seqs("b") == [1]
+
+
+async def test_a_dead_letter_that_cannot_be_sent_is_sent_on_retry(
+    recorder: EventRecorder, log: FakeEventLog, dead: FakeDeadLetters
+) -> None:
+    await recorder.record([FakeDelivery(event("a", 1))])
+    reused = FakeDelivery(event("a", 1, message_id="after-a-lost-session"))
+    other = FakeDelivery(event("c", 1))
+    dead.failing = 1
+
+    with pytest.raises(ConnectionError):
+        await recorder.record([reused, other])
+    await recorder.record([])
+
+    assert reused.acked and other.acked and recorder.held == 0
+    assert len(dead.parked) == 1 and log.seqs("c") == [1]
