@@ -88,6 +88,18 @@ def find_trigger(
     return None
 
 
+def streak_may_go_further_back(
+    event: AnswerSubmitted, answers: Sequence[AnswerSubmitted]
+) -> bool:
+    """Tell whether every answer on the event's skill in `answers` up to it is wrong.
+
+    Then, if `answers` are only the last part of the history, the wrong streak may
+    have begun before them, and counting it needs the answers before.
+    """
+    on_skill = [a for a in _up_to(answers, event) if a.skill == event.skill]
+    return not any(answer.correct for answer in on_skill)
+
+
 def may_trigger(event: Event, knowledge: Mapping[str, SkillKnowledge]) -> bool:
     """Tell, without the history, whether `event` could be a trigger at all.
 

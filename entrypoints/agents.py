@@ -25,11 +25,15 @@ from tutorlane.adapters.codecs import (
     event_topic,
 )
 from tutorlane.adapters.event_store import EventStore
-from tutorlane.adapters.sql_projections import SQLProjectionStore
 from tutorlane.commands.analyse_student import AnalyseStudent
 from tutorlane.commands.plan_next_steps import PlanNextSteps, PlanRequest
 from tutorlane.commands.ports import NewRecord
-from tutorlane.domain.analysis import Trigger, find_trigger, may_trigger
+from tutorlane.domain.analysis import (
+    Trigger,
+    find_trigger,
+    may_trigger,
+    streak_may_go_further_back,
+)
 from tutorlane.domain.events import (
     AnalysisRecorded,
     AnswerSubmitted,
@@ -44,7 +48,7 @@ logger = logging.getLogger(__name__)
 PLAN_WAIT_SECONDS = 5.0
 # How many of a student's events before a batch the Analyst's triggers look at: the
 # prompt shows the last few answers on a skill, and a wrong streak longer than this
-# has long been debounced. (A streak is counted within the window.)
+# has long been debounced. (A streak as long as the window is read in whole.)
 HISTORY_EVENTS = 24
 
 
@@ -58,14 +62,12 @@ class StudentAgents:
 
     def __init__(
         self,
-        tables: SQLProjectionStore,
         store: EventStore,
         loop: asyncio.AbstractEventLoop,
         planners: Mapping[str, PlanNextSteps],
         analysis: AnalyseStudent | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.tables = tables
         self.store = store
         self.loop = loop
         self.planners = planners
@@ -137,6 +139,18 @@ class StudentAgents:
         histories = self.recent_answers(
             {student: seq - HISTORY_EVENTS for student, seq in first_seq.items()}
         )
+        # A wrong streak that fills the window is counted on the whole history: it
+        # is rare (a student stuck on a skill), and counted within the window it
+        # would trigger on every answer, or never again.
+        longer = {
+            event.student
+            for event in candidates
+            if isinstance(event, AnswerSubmitted)
+            and first_seq[event.student] > HISTORY_EVENTS
+            and streak_may_go_further_back(event, histories[event.student])
+        }
+        if longer:
+            histories |= self.recent_answers(dict.fromkeys(longer, 0))
 
         for event in candidates:
             state = progress[event.student]

@@ -202,7 +202,6 @@ def build_agents(
         else {}
     )
     return StudentAgents(
-        read_side.tables,
         read_side.store,
         loop,
         planners,
