@@ -114,7 +114,7 @@ async def measure(students: int, messages: int) -> None:
     await play(handler, students, messages)
     filled = await used_memory(redis)
 
-    sessions = await keys_matching(redis, "tl:*:s:*")
+    sessions = await keys_matching(redis, "tl:*:t:*")
     session_bytes = await memory_usage(redis, sessions)
     replies = [store.replies_key(shard) for shard in range(store.shards)]
     events = [store.events_key(shard) for shard in range(store.shards)]

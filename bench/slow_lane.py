@@ -46,10 +46,14 @@ import aio_pika
 import redis
 import sqlalchemy as sa
 
-from tutorlane.adapters.codecs import encode_events, encode_session
+from tutorlane.adapters.codecs import encode_events
 from tutorlane.adapters.event_store import EventStore, open_event_store
 from tutorlane.adapters.rabbitmq import Topology
-from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
+from tutorlane.adapters.redis_sessions import (
+    RedisSessionStore,
+    session_value,
+    shard_of,
+)
 from tutorlane.bench.fast_lane import cpu_seconds
 from tutorlane.domain.events import AnswerSubmitted, event_id_for
 from tutorlane.domain.session import Session, Status
@@ -104,12 +108,12 @@ class Commit:
     events_key: str
     fields: dict[str, str | bytes]
     session_key: str
-    session: dict[str, str | bytes]
+    session: bytes
 
     def add_to(self, pipe: redis.client.Pipeline) -> None:
         """Queue the commit's writes on a pipeline."""
         pipe.xadd(self.events_key, self.fields)  # type: ignore[arg-type]
-        pipe.hset(self.session_key, mapping=self.session)  # type: ignore[arg-type]
+        pipe.set(self.session_key, self.session)
 
 
 def commits(events: int, students: int) -> Iterator[Commit]:
@@ -152,7 +156,7 @@ def commits(events: int, students: int) -> Iterator[Commit]:
                 keys.events_key(shard),
                 {"s": student, "e": encode_events((event,))},
                 keys.session_key(student),
-                {"v": str(seq), "d": encode_session(session)},
+                session_value(session),
             )
 
 

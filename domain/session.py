@@ -462,17 +462,26 @@ def _indian_number(value: Decimal) -> str:
     return f"{sign}{whole}{dot}{fraction}"
 
 
+# A session's first version is the time since this moment (2020-01-01 UTC), in
+# tenths of a second: small enough to take 5 bytes in the session, not 9.
+VERSION_EPOCH = 1_577_836_800.0
+VERSIONS_PER_SECOND = 10
+
+
 def next_version(version: int, now: float) -> int:
     """Return the version a session takes when a change of it is committed.
 
     One more than the version read; but a session written for the first time, or
-    again after Redis lost it (read as version 0), starts at the time in
-    milliseconds. Every conditional write compares versions, so a version must
-    never name two contents: counted again from 1, a restored session would soon
-    reach a version its earlier life had, and a write checked against that one (a
-    Navigator's plan, a commit in flight) would land on the new content.
+    again after Redis lost it (read as version 0), starts at the time in tenths of
+    a second since 2020. Every conditional write compares versions, so a version
+    must never name two contents: counted again from 1, a restored session would
+    soon reach a version its earlier life had, and a write checked against that one
+    (a Navigator's plan, a commit in flight) would land on the new content. No
+    student's session moves on ten versions a second for long.
     """
-    return version + 1 if version else int(now * 1000)
+    if version:
+        return version + 1
+    return max(1, int((now - VERSION_EPOCH) * VERSIONS_PER_SECOND))
 
 
 def restore_session(history: Sequence[Event], course: Course) -> Session:

@@ -74,7 +74,7 @@ class RacingSessions:
 
 
 async def test_a_plan_is_written_for_the_current_node_and_moves_the_version_on(
-    store: RedisSessionStore, course: Course
+    store: RedisSessionStore, course: Course, redis_client: Redis
 ) -> None:
     await Student(store, course).send("hi")
     navigator = PlanNextSteps(store, Navigator(course))
@@ -85,6 +85,8 @@ async def test_a_plan_is_written_for_the_current_node_and_moves_the_version_on(
     session = await store.load(STUDENT)
     assert (session.plan, session.plan_for) == (STRONG_PLAN, "pv-1")
     assert session.version == planned.version + 1
+    # The plan keeps the session's time to live.
+    assert 0 < await redis_client.ttl(store.session_key(STUDENT)) <= store.session_ttl
 
 
 async def test_the_fast_lane_takes_the_plan_on_the_next_answer(
@@ -254,7 +256,7 @@ async def test_reading_no_students_asks_redis_nothing(
     assert await store.write_plans([]) == []
 
 
-@pytest.mark.parametrize("damage", ["another format", "not a hash"])
+@pytest.mark.parametrize("damage", ["another format", "not a string"])
 async def test_an_unreadable_session_is_left_alone_and_the_others_planned(
     store: RedisSessionStore, course: Course, redis_client: Redis, damage: str
 ) -> None:
@@ -263,10 +265,10 @@ async def test_an_unreadable_session_is_left_alone_and_the_others_planned(
         await student.send("hi")
     damaged = store.session_key(students[1].id)
     if damage == "another format":
-        await redis_client.hset(damaged, "d", b"\x92\x02\xa1x")  # [2, "x"]
+        await redis_client.set(damaged, b"2|\x92\x02\xa1x", keepttl=True)  # [2, "x"]
     else:
         await redis_client.delete(damaged)
-        await redis_client.set(damaged, "a string")
+        await redis_client.hset(damaged, "d", "a hash")
     requests = [
         PlanRequest(student.id, STRONG, {}, [], knowledge_seq=1, now=NOW)
         for student in students
@@ -291,7 +293,7 @@ async def test_a_write_that_fails_for_one_student_answers_for_every_other(
     sessions = await store.load_many([student.id for student in students])
     damaged = store.session_key(students[0].id)
     await redis_client.delete(damaged)
-    await redis_client.set(damaged, "a string")
+    await redis_client.hset(damaged, "d", "a hash")
 
     written = await store.write_plans(
         [

@@ -32,7 +32,7 @@ from tutorlane.commands.handle_message import MessageHandler
 from tutorlane.commands.ports import SessionPlan, VersionConflict
 from tutorlane.domain.course import Course, parse_course
 from tutorlane.domain.messages import Inbound, Kind, Reply
-from tutorlane.domain.session import Session
+from tutorlane.domain.session import Session, next_version
 from tutorlane.entrypoints.settings import Settings
 from tutorlane.tests.courses import TINY_COURSE
 
@@ -319,8 +319,8 @@ async def test_the_fast_lane_handles_students_on_a_cluster(
 
     assert all(item.reply is not None for item in greeted + answered)
     sessions = [await store.load(keyed_by_phone(phone)) for phone in phones]
-    # A new session starts at the time in milliseconds, then counts up.
-    second = int(NOW * 1000) + 1
+    # A new session starts at a version from the time, then counts up.
+    second = next_version(0, NOW) + 1
     assert all((s.version, s.answered, s.correct) == (second, 1, 1) for s in sessions)
     assert all(len(slots) == 1 for slots in slot_checks.slots())
 

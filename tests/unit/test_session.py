@@ -24,10 +24,12 @@ from tutorlane.domain.messages import Inbound, Kind
 from tutorlane.domain.session import (
     HORIZON_IDS,
     RECENT_MESSAGES,
+    VERSION_EPOCH,
     Decision,
     Session,
     Status,
     decide,
+    next_version,
     restore_session,
 )
 from tutorlane.tests.courses import TINY_COURSE
@@ -361,7 +363,7 @@ def test_every_message_gets_a_reply_and_the_version_only_grows(
         decision = chat.send(text, kind=kind)
 
         assert decision.reply is not None and decision.reply.text.strip()
-        first = int(chat.now * 1000)  # a new session starts at the time in ms
+        first = next_version(0, chat.now)  # a new session's version, from the time
         assert decision.session.version == (before + 1 if before else first)
         for event in decision.events:
             seen_seq += 1
@@ -551,3 +553,9 @@ def test_a_session_restored_after_a_loss_never_takes_a_version_it_had_before(
 
 
 LATER = ["500", "hint", "600", "help", "7"]
+
+
+def test_a_first_version_is_the_time_in_tenths_of_a_second_since_2020() -> None:
+    assert next_version(0, VERSION_EPOCH + 12.34) == 123
+    assert next_version(0, VERSION_EPOCH - 5) == 1  # a clock set before 2020
+    assert next_version(41, T0) == 42
