@@ -28,25 +28,36 @@ class RedisEventOutbox:
     async def ensure_groups(self) -> None:
         """Create the relay's consumer group on every shard, once."""
         for shard in range(self.shards):
-            try:
-                await self.redis.xgroup_create(
-                    self.key(shard), GROUP, "0", mkstream=True
-                )
-            except ResponseError as ex:
-                if "BUSYGROUP" not in str(ex):
-                    raise
+            await self.ensure_group(shard)
+
+    async def ensure_group(self, shard: int) -> None:
+        """Create the relay's consumer group on one shard, if it is not there."""
+        try:
+            await self.redis.xgroup_create(self.key(shard), GROUP, "0", mkstream=True)
+        except ResponseError as ex:
+            if "BUSYGROUP" not in str(ex):
+                raise
 
     async def read(
         self, shard: int, consumer: str, count: int, block_ms: int, pending: bool
     ) -> list[OutboxEntry]:
         """Return this consumer's unacknowledged entries, or new ones."""
-        response: Any = await self.redis.xreadgroup(
-            GROUP,
-            consumer,
-            {self.key(shard): "0" if pending else ">"},
-            count=count,
-            block=None if pending else block_ms,
-        )
+        streams: dict[Any, Any] = {self.key(shard): "0" if pending else ">"}
+        block = None if pending else block_ms
+        try:
+            response: Any = await self.redis.xreadgroup(
+                GROUP, consumer, streams, count=count, block=block
+            )
+        except ResponseError as ex:
+            if "NOGROUP" not in str(ex):
+                raise
+            # NOTE: Redis lost the stream and its group (a flush, a failover to a
+            # replica without them): make the group again, from the stream's start,
+            # so that what the fast lane committed since is relayed.
+            await self.ensure_group(shard)
+            response = await self.redis.xreadgroup(
+                GROUP, consumer, streams, count=count, block=block
+            )
         if not response:
             return []
         rows = cast(list[tuple[bytes, dict[bytes, bytes]]], response[0][1])
@@ -60,9 +71,15 @@ class RedisEventOutbox:
     async def reclaim(self, shard: int, consumer: str, idle_ms: int, count: int) -> int:
         """Take over entries that another consumer has left idle for `idle_ms`."""
         # NOTE: with justid, redis-py returns just the list of claimed ids.
-        claimed: Any = await self.redis.xautoclaim(
-            self.key(shard), GROUP, consumer, idle_ms, "0-0", count=count, justid=True
-        )
+        try:
+            claimed: Any = await self.redis.xautoclaim(
+                self.key(shard), GROUP, consumer, idle_ms, "0-0", count, justid=True
+            )
+        except ResponseError as ex:
+            if "NOGROUP" not in str(ex):
+                raise
+            await self.ensure_group(shard)  # see read(): nothing to claim then
+            return 0
         return len(claimed)
 
     async def acknowledge(self, shard: int, entry_ids: Sequence[str]) -> None:

@@ -226,6 +226,34 @@ async def test_an_event_outbox_entry_without_its_payload_reads_as_unreadable(
     assert entry.messages == () and entry.problem is not None
 
 
+async def test_the_relay_reads_on_after_redis_lost_its_streams_and_groups(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    outbox = RedisEventOutbox(redis_client, shards=store.shards)
+    await outbox.ensure_groups()
+    await redis_client.flushdb()  # a flush, or a failover to an empty replica
+    event = HintGiven(
+        event_id="e-1",
+        student=STUDENT,
+        seq=1,
+        message_id="m-1",
+        occurred_at=1.0,
+        course="c",
+        node="n",
+        skill="k",
+        hint_number=1,
+    )
+    await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("x"), [event])
+    shard = shard_of(STUDENT, store.shards)
+
+    (entry,) = await outbox.read(shard, "me", 10, 0, pending=False)
+
+    assert [message.event_id for message in entry.messages] == ["e-1"]
+    await redis_client.flushdb()
+    assert await outbox.reclaim(shard, "me", 0, 10) == 0
+    assert await outbox.read(shard, "me", 10, 10, pending=False) == []
+
+
 async def test_a_burst_larger_than_the_connection_pool_waits_instead_of_failing(
     redis_url: str, course: Course
 ) -> None:
