@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -43,13 +42,9 @@ def load_settings() -> Settings:
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """tutorlane: the backend of a chat maths tutor on SwiftChat."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # One line per HTTP request is noise in a terminal chat and in service logs.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from tutorlane.entrypoints.logs import configure_logging
+
+    configure_logging(verbose)
 
 
 @main.command()
@@ -399,7 +394,8 @@ def projections_status() -> None:
         read_side.close()
 
     table = Table(title=f"projections in {settings.describe()['events']}")
-    for heading in ("name", "version", "position", "head", "lag", "rows", "note"):
+    headings = ("name", "version", "generation", "position", "head", "lag", "rows")
+    for heading in (*headings, "note"):
         table.add_column(
             heading, justify="left" if heading in ("name", "note") else "right"
         )
@@ -407,6 +403,7 @@ def projections_status() -> None:
         table.add_row(
             status.name,
             str(status.version),
+            str(status.generation),
             str(status.position),
             str(status.head),
             str(status.lag),

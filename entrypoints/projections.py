@@ -223,6 +223,7 @@ class ProjectionStatus:
 
     name: str
     version: int
+    generation: int
     position: int
     head: int
     lag: int
@@ -239,7 +240,7 @@ def projection_status(read_side: ReadSide) -> list[ProjectionStatus]:
         state = states.get(projection.name)
         if state is None:
             statuses.append(
-                ProjectionStatus(projection.name, 0, 0, head, 0, 0, "run migrate")
+                ProjectionStatus(projection.name, 0, 0, 0, head, 0, 0, "run migrate")
             )
             continue
         rows = sum(read_side.tables.count_rows(table) for table in projection.tables)
@@ -247,6 +248,7 @@ def projection_status(read_side: ReadSide) -> list[ProjectionStatus]:
             ProjectionStatus(
                 projection.name,
                 state.version,
+                state.generation,
                 state.position,
                 head,
                 read_side.feed.count(state.position, head),

@@ -634,3 +634,31 @@ def test_running_a_projection_that_does_not_exist_says_which_there_are(
     assert ran.returncode == 2
     assert "no projection called nosuch" in ran.stderr
     assert "interaction_log" in ran.stderr
+
+
+def test_status_shows_the_generation_a_rebuild_made_live(tmp_path: Path) -> None:
+    env = {**os.environ, "TUTORLANE_VAR": str(tmp_path), "COLUMNS": "150"}
+    env.pop("TUTORLANE_DATABASE_URL", None)
+
+    def tutorlane(*args: str) -> str:
+        ran = subprocess.run(
+            [sys.executable, "-m", "tutorlane", "projections", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return ran.stdout
+
+    tutorlane("rebuild", "knowledge_state")
+    table = tutorlane("status")
+
+    rows = {
+        cells[0]: cells[1:]
+        for line in table.splitlines()
+        if len(cells := line.replace("│", " ").split()) > 3
+    }
+    assert "generation" in table
+    assert rows["knowledge_state"][:2] == ["1", "2"]  # version 1, generation 2
+    assert rows["interaction_log"][:2] == ["1", "1"]
