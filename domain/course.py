@@ -98,6 +98,11 @@ class Next:
     exhausted: str | None
 
 
+# What the tutor says when the last try is wrong too, before showing the answer:
+# a node's wrong feedback usually asks for another try, which is not coming.
+DEFAULT_EXHAUSTED = Text({"en": "Not this time.", "hi": "इस बार नहीं।"})
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """One question of the course, or a menu that routes by the student's choice.
@@ -117,6 +122,7 @@ class Node:
     attempts: int
     next: Next
     routes: tuple[tuple[str, str], ...] = ()
+    exhausted_feedback: Text = DEFAULT_EXHAUSTED
 
     @property
     def is_menu(self) -> bool:
@@ -321,8 +327,14 @@ class _CourseReader:
         answer = self.answer(entry.get("answer"), buttons, where)
 
         feedback = entry.get("feedback", {})
-        if not isinstance(feedback, Mapping) or set(feedback) - {"right", "wrong"}:
-            raise self.fail(where, "feedback must be a mapping with right and wrong")
+        if not isinstance(feedback, Mapping) or set(feedback) - {
+            "right",
+            "wrong",
+            "exhausted",
+        }:
+            raise self.fail(
+                where, "feedback must be a mapping of right, wrong and exhausted"
+            )
         attempts = entry.get("attempts", 2)
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise self.fail(
@@ -347,6 +359,9 @@ class _CourseReader:
             ),
             attempts=attempts,
             next=self.next(entry.get("next", {}), where),
+            exhausted_feedback=self.text(
+                feedback.get("exhausted", DEFAULT_EXHAUSTED), where, "exhausted"
+            ),
         )
 
     def menu_node(self, node_id: str, entry: Mapping[str, Any], where: str) -> Node:

@@ -384,7 +384,7 @@ class _Turn:
                 self.session = replace(self.session, detour=node.id)
                 self.move_to(node.next.wrong)
         else:
-            self.lines.append(node.wrong_feedback.in_language(self.language))
+            self.lines.append(node.exhausted_feedback.in_language(self.language))
             self.say(phrases.ANSWER_WAS, answer=_show_answer(node, self.language))
             self.move_to(self.forward(node, node.next.exhausted))
 

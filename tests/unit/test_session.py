@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import pytest
@@ -126,6 +127,21 @@ def test_the_last_wrong_attempt_shows_the_answer_and_moves_on(course: Course) ->
     assert decision.reply is not None
     assert "The answer is 15." in decision.reply.text
     assert decision.events[0].attempt == 2  # type: ignore[attr-defined]
+    # The wrong answer's feedback asks for another try, which is not coming.
+    assert "Not quite." not in decision.reply.text
+    assert decision.reply.text.startswith("Not this time.")
+
+
+def test_a_course_can_say_what_follows_the_last_wrong_try(course: Course) -> None:
+    data = copy.deepcopy(TINY_COURSE)
+    data["nodes"][0]["feedback"]["exhausted"] = {"en": "Let us look at it together."}
+    chat = started(parse_course(data, "tiny.yaml"))
+    chat.send("14")
+
+    decision = chat.send("16")
+
+    assert decision.reply is not None
+    assert decision.reply.text.startswith("Let us look at it together.")
 
 
 def test_an_answer_offering_two_numbers_is_not_right(course: Course) -> None:
