@@ -617,6 +617,11 @@ def _judge_choice(choice: str, text: str) -> bool:
     return False
 
 
+def names_a_choice(buttons: tuple[str, ...], text: str) -> bool:
+    """Tell whether a reply names one of a question's buttons, right or wrong."""
+    return any(_judge_choice(label, text) for label in buttons)
+
+
 def choose_route(routes: tuple[tuple[str, str], ...], text: str) -> str | None:
     """Return the node a reply to a menu leads to, or None when it names no option.
 

@@ -95,6 +95,10 @@ NEEDS_NUMBER = _t(
     "Please answer with a number. Type hint for a clue, or skip to move on.",
     "कृपया जवाब एक संख्या में दो। संकेत के लिए hint, आगे बढ़ने के लिए skip लिखो।",
 )
+NEEDS_CHOICE = _t(
+    "Please pick one of the choices: tap it or type it. Type hint for a clue.",
+    "कृपया कोई एक विकल्प चुनो: उसे दबाओ या लिखो। संकेत के लिए hint लिखो।",
+)
 ANSWER_WAS = _t("The answer is {answer}.", "सही जवाब {answer} है।")
 SKIPPED = _t("Skipped. The answer was {answer}.", "छोड़ दिया। सही जवाब {answer} था।")
 FINISHED = _t(

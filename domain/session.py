@@ -13,7 +13,12 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tutorlane.domain import phrases
-from tutorlane.domain.answers import choose_route, judge, read_numbers
+from tutorlane.domain.answers import (
+    choose_route,
+    judge,
+    names_a_choice,
+    read_numbers,
+)
 from tutorlane.domain.course import (
     ChoiceAnswer,
     Course,
@@ -349,6 +354,16 @@ class _Turn:
             return
         if isinstance(node.answer, NumberAnswer) and not read_numbers(text):
             self.say(phrases.NEEDS_NUMBER)
+            self.ask_current()
+            return
+        # NOTE: text naming none of the buttons ("foo") is no answer: judged, it
+        # would count as wrong and towards the Analyst's wrong streak.
+        if (
+            isinstance(node.answer, ChoiceAnswer)
+            and node.buttons
+            and not names_a_choice(node.buttons, text)
+        ):
+            self.say(phrases.NEEDS_CHOICE)
             self.ask_current()
             return
 

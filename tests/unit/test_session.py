@@ -575,3 +575,25 @@ def test_a_first_version_is_the_time_in_tenths_of_a_second_since_2020() -> None:
     assert next_version(0, VERSION_EPOCH + 12.34) == 123
     assert next_version(0, VERSION_EPOCH - 5) == 1  # a clock set before 2020
     assert next_version(41, T0) == 42
+
+
+def test_text_naming_no_choice_is_asked_again_and_not_judged(course: Course) -> None:
+    chat = started(course)
+    chat.send("15")  # right: on to "Pick 2 + 2" with buttons 3, 4, 5
+
+    decision = chat.send("foo")
+
+    assert decision.reply is not None
+    assert decision.reply.text.startswith("Please pick one of the choices")
+    assert decision.events == ()
+    assert (decision.session.node, decision.session.attempts) == ("add-2", 0)
+
+
+def test_a_wrong_choice_typed_is_judged_wrong(course: Course) -> None:
+    chat = started(course)
+    chat.send("15")
+
+    decision = chat.send("three")
+
+    assert isinstance(decision.events[0], AnswerSubmitted)
+    assert decision.events[0].correct is False
