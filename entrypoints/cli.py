@@ -424,15 +424,15 @@ def projections_rebuild(names: tuple[str, ...]) -> None:
     """
     from tutorlane.entrypoints.projections import rebuild_of
 
-    def rebuild(read_side: Any, projection: Any, show: Any) -> None:
+    def rebuild(read_side: Any, projection: Any, show: Any) -> list[str]:
         report = rebuild_of(read_side, projection).run(show)
         resumed = " (resumed)" if report.resumed else ""
         rate = report.events / report.seconds if report.seconds else 0.0
-        click.echo(
+        return [
             f"{report.name}: generation {report.generation} is live at event "
             f"{report.position}{resumed}; {report.events:,} events in "
             f"{report.seconds:.1f} s ({rate:,.0f}/s)"
-        )
+        ]
 
     _each_projection_with_progress(
         names, rebuild, "run the same command again to resume"
@@ -452,8 +452,9 @@ def projections_check(names: tuple[str, ...]) -> None:
 
     differing: list[str] = []
 
-    def check(read_side: Any, projection: Any, show: Any) -> None:
+    def check(read_side: Any, projection: Any, show: Any) -> list[str]:
         report = rebuild_of(read_side, projection).check(show)
+        lines = []
         for difference in report.differences:
             verdict = (
                 "equal"
@@ -467,7 +468,7 @@ def projections_check(names: tuple[str, ...]) -> None:
             where = report.name
             if difference.table != report.name:
                 where += f".{difference.table}"
-            click.echo(
+            lines.append(
                 f"{where} at event {report.position}: "
                 f"{difference.rows:,} live rows, {difference.other_rows:,} rebuilt; "
                 f"{verdict}"
@@ -475,11 +476,12 @@ def projections_check(names: tuple[str, ...]) -> None:
         if not report.equal:
             differing.append(report.name)
             if not report.live_is_current:
-                click.echo(
+                lines.append(
                     f"{report.name}: its live tables were built by another version "
                     "or with other parameters; `tutorlane projections rebuild "
                     f"{report.name}` replaces them"
                 )
+        return lines
 
     _each_projection_with_progress(names, check, "the live tables are unchanged")
     if differing:
@@ -488,11 +490,12 @@ def projections_check(names: tuple[str, ...]) -> None:
 
 def _each_projection_with_progress(
     names: tuple[str, ...],
-    work: Callable[[Any, Any, Callable[[int, int], None]], None],
+    work: Callable[[Any, Any, Callable[[int, int], None]], list[str]],
     when_interrupted: str,
 ) -> None:
     """Run `work(read_side, projection, show_progress)` for each chosen projection,
-    with a progress bar of events, rate and time left."""
+    with a progress bar of events, rate and time left; print the lines it returns
+    under its finished bar."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -525,7 +528,11 @@ def _each_projection_with_progress(
                     rate = f"{done / elapsed:,.0f}" if elapsed > 0 else ""
                     bar.update(task, completed=done, total=total, rate=rate)
 
-                _with_database_errors(partial(work, read_side, projection, show))
+                lines = _with_database_errors(
+                    partial(work, read_side, projection, show)
+                )
+            for line in lines:
+                click.echo(line)
     except (UnknownProjection, RebuildRunning, LostLease) as ex:
         raise click.ClickException(str(ex)) from None
     except KeyboardInterrupt:
