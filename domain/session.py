@@ -200,7 +200,9 @@ class _Turn:
         recent, horizon, horizon_ids = _remember(self.session, self.message, self.now)
         session = replace(
             self.session,
-            version=next_version(self.session.version, self.now),
+            version=next_version(
+                self.session.version, self.student, self.message.message_id, self.now
+            ),
             last_seen=self.now,
             recent=recent,
             horizon=horizon,
@@ -477,26 +479,29 @@ def _indian_number(value: Decimal) -> str:
     return f"{sign}{whole}{dot}{fraction}"
 
 
-# A session's first version is the time since this moment (2020-01-01 UTC), in
-# tenths of a second: small enough to take 5 bytes in the session, not 9.
-VERSION_EPOCH = 1_577_836_800.0
-VERSIONS_PER_SECOND = 10
+# A session's first version is drawn from this range: 31 bits, so that it and the
+# versions after it take 5 bytes in the stored session, not 9.
+FIRST_VERSIONS = 2**31
 
 
-def next_version(version: int, now: float) -> int:
+def next_version(version: int, student: str, message_id: str, now: float) -> int:
     """Return the version a session takes when a change of it is committed.
 
     One more than the version read; but a session written for the first time, or
-    again after Redis lost it (read as version 0), starts at the time in tenths of
-    a second since 2020. Every conditional write compares versions, so a version
-    must never name two contents: counted again from 1, a restored session would
-    soon reach a version its earlier life had, and a write checked against that one
-    (a Navigator's plan, a commit in flight) would land on the new content. No
-    student's session moves on ten versions a second for long.
+    again after Redis lost it (read as version 0), starts at a number drawn from
+    the student, the message and the time. Every conditional write compares
+    versions, so a version must not name two contents: counted again from 1, a
+    restored session would soon reach a version its earlier life had, and a write
+    checked against that one (a Navigator's plan, a commit in flight) would land
+    on the new content. Drawn at random (deterministically, for a pure domain), a
+    new life overlaps the hundreds of versions of the old one with a chance of
+    about one in ten million, whatever the hosts' clocks say.
     """
     if version:
         return version + 1
-    return max(1, int((now - VERSION_EPOCH) * VERSIONS_PER_SECOND))
+    seed = f"{student}\x1f{message_id}\x1f{now!r}".encode()
+    drawn = int.from_bytes(hashlib.blake2b(seed, digest_size=4).digest(), "big")
+    return 1 + drawn % (FIRST_VERSIONS - 1)
 
 
 def restore_session(history: Sequence[Event], course: Course) -> Session:

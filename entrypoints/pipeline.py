@@ -60,6 +60,7 @@ class EmbeddedPipeline:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     projections: threading.Thread | None = None
     stop_projections: threading.Event = field(default_factory=threading.Event)
+    own_redis: RedisClient | None = None  # a client of its own, closed with it
 
     async def idle(self) -> bool:
         """Tell whether every committed event has reached the event store."""
@@ -87,6 +88,8 @@ class EmbeddedPipeline:
             self.stop_projections.set()
             await asyncio.to_thread(self.projections.join)
         await asyncio.to_thread(self.store.close)
+        if self.own_redis is not None:
+            await self.own_redis.aclose()
 
 
 # How long a stopping `serve` lets the projections catch up with the last events.
@@ -98,7 +101,17 @@ async def start_embedded_pipeline(
     redis: RedisClient,
     drain_seconds: float = PROJECTIONS_DRAIN_SECONDS,
 ) -> EmbeddedPipeline:
-    """Start relay and worker as tasks of this process."""
+    """Start relay and worker as tasks of this process.
+
+    `redis` is the fast lane's client; on a real Redis the relay and the
+    Navigator take one of their own, with a socket timeout: the fast lane's runs
+    without one (its session store bounds each call), and a relay read left
+    waiting on a dead connection would hold every event back.
+    """
+    from tutorlane.bootstrap import connect_redis
+
+    own_redis = connect_redis(settings) if settings.redis_url is not None else None
+    redis = own_redis or redis
     outbox = RedisEventOutbox(redis, settings.shards)
     await outbox.ensure_groups()
     bus = InProcessBus(settings.queues)
@@ -109,7 +122,7 @@ async def start_embedded_pipeline(
 
     # In-process queues cost next to nothing per publish: no need to linger.
     relay = EventRelay(outbox, bus, consumer_name(), block_ms=100, linger_seconds=0.0)
-    pipeline = EmbeddedPipeline(outbox, relay, batcher, bus, store)
+    pipeline = EmbeddedPipeline(outbox, relay, batcher, bus, store, own_redis=own_redis)
     pipeline.tasks = [
         asyncio.create_task(pipeline.relay.run(pipeline.stop)),
         asyncio.create_task(batcher.run()),

@@ -319,9 +319,14 @@ async def test_the_fast_lane_handles_students_on_a_cluster(
 
     assert all(item.reply is not None for item in greeted + answered)
     sessions = [await store.load(keyed_by_phone(phone)) for phone in phones]
-    # A new session starts at a version from the time, then counts up.
-    second = next_version(0, NOW) + 1
-    assert all((s.version, s.answered, s.correct) == (second, 1, 1) for s in sessions)
+    # A new session starts at a version drawn for it, then counts up.
+    seconds = [
+        next_version(0, keyed_by_phone(phone), f"hi-{phone}", NOW) + 1
+        for phone in phones
+    ]
+    assert [(s.version, s.answered, s.correct) for s in sessions] == [
+        (second, 1, 1) for second in seconds
+    ]
     assert all(len(slots) == 1 for slots in slot_checks.slots())
 
 

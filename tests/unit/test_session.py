@@ -23,9 +23,9 @@ from tutorlane.domain.events import (
 )
 from tutorlane.domain.messages import Inbound, Kind
 from tutorlane.domain.session import (
+    FIRST_VERSIONS,
     HORIZON_IDS,
     RECENT_MESSAGES,
-    VERSION_EPOCH,
     Decision,
     Session,
     Status,
@@ -379,8 +379,10 @@ def test_every_message_gets_a_reply_and_the_version_only_grows(
         decision = chat.send(text, kind=kind)
 
         assert decision.reply is not None and decision.reply.text.strip()
-        first = next_version(0, chat.now)  # a new session's version, from the time
-        assert decision.session.version == (before + 1 if before else first)
+        if before:
+            assert decision.session.version == before + 1
+        else:  # a new session's first version is drawn
+            assert 0 < decision.session.version < FIRST_VERSIONS
         for event in decision.events:
             seen_seq += 1
             assert event.seq == seen_seq
@@ -571,10 +573,27 @@ def test_a_session_restored_after_a_loss_never_takes_a_version_it_had_before(
 LATER = ["500", "hint", "600", "help", "7"]
 
 
-def test_a_first_version_is_the_time_in_tenths_of_a_second_since_2020() -> None:
-    assert next_version(0, VERSION_EPOCH + 12.34) == 123
-    assert next_version(0, VERSION_EPOCH - 5) == 1  # a clock set before 2020
-    assert next_version(41, T0) == 42
+def test_a_first_version_is_drawn_from_the_student_message_and_time() -> None:
+    first = next_version(0, STUDENT, "m-1", T0)
+
+    assert 0 < first < FIRST_VERSIONS
+    assert next_version(0, STUDENT, "m-1", T0) == first  # the domain stays pure
+    assert next_version(0, STUDENT, "m-2", T0) != first
+    assert next_version(0, STUDENT, "m-1", T0 + 0.1) != first
+    assert next_version(41, STUDENT, "m-1", T0) == 42
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=10**6), st.floats(-1e9, 1e9))
+def test_a_restored_session_starts_far_from_where_its_earlier_life_was(
+    message: int, skew: float
+) -> None:
+    # Whatever the clocks say, a new life of a session lands among the few hundred
+    # versions of the old one only by a chance of about one in ten million.
+    old = next_version(0, STUDENT, "m-0", T0)
+    new = next_version(0, STUDENT, f"m-{message + 1}", T0 + skew)
+
+    assert not old - 500 <= new <= old + 500
 
 
 def test_text_naming_no_choice_is_asked_again_and_not_judged(course: Course) -> None:
