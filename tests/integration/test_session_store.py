@@ -254,6 +254,22 @@ async def test_the_relay_reads_on_after_redis_lost_its_streams_and_groups(
     assert await outbox.read(shard, "me", 10, 10, pending=False) == []
 
 
+async def test_a_relay_read_blocked_when_redis_is_flushed_reads_on_after(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    outbox = RedisEventOutbox(redis_client, shards=1)
+    await outbox.ensure_groups()
+    reading = asyncio.create_task(outbox.read(0, "me", 10, 2000, pending=False))
+    await asyncio.sleep(0.2)  # blocked on the empty stream
+
+    await redis_client.flushdb()
+
+    assert await reading == []
+    await redis_client.xadd(outbox.key(0), {"s": "x"})  # the fast lane goes on
+    (entry,) = await outbox.read(0, "me", 10, 10, pending=False)
+    assert entry.problem is not None  # (an entry without its payload)
+
+
 async def test_a_burst_larger_than_the_connection_pool_waits_instead_of_failing(
     redis_url: str, course: Course
 ) -> None:
