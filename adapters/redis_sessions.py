@@ -201,12 +201,13 @@ class RedisSessionStore:
         if data is None:
             return Session()
         try:
-            if isinstance(data, Exception):
-                raise CorruptRecord(str(data))
-            return _stored_session(_bytes(data))
+            if not isinstance(data, Exception):
+                return _stored_session(_bytes(data))
+            problem: Exception = data
         except CorruptRecord as ex:
-            logger.warning("session of student=%s cannot be read: %s", student, ex)
-            return None
+            problem = ex
+        logger.warning("session of student=%s cannot be read: %s", student, problem)
+        return None
 
     async def write_plans(self, plans: Sequence[SessionPlan]) -> list[bool]:
         """Set each Navigator plan whose session is still the one it was made for.

@@ -21,6 +21,7 @@ from tutorlane.domain.messages import Inbound, Kind, Reply
 from tutorlane.domain.session import Session, Status
 from tutorlane.entrypoints.settings import Settings
 from tutorlane.tests.courses import TINY_COURSE
+from tutorlane.tests.history import hint
 
 STUDENT = "pseudo-1"
 PHONE = "+919800000001"
@@ -232,23 +233,13 @@ async def test_the_relay_reads_on_after_redis_lost_its_streams_and_groups(
     outbox = RedisEventOutbox(redis_client, shards=store.shards)
     await outbox.ensure_groups()
     await redis_client.flushdb()  # a flush, or a failover to an empty replica
-    event = HintGiven(
-        event_id="e-1",
-        student=STUDENT,
-        seq=1,
-        message_id="m-1",
-        occurred_at=1.0,
-        course="c",
-        node="n",
-        skill="k",
-        hint_number=1,
-    )
+    event = hint(STUDENT, 1)
     await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("x"), [event])
     shard = shard_of(STUDENT, store.shards)
 
     (entry,) = await outbox.read(shard, "me", 10, 0, pending=False)
 
-    assert [message.event_id for message in entry.messages] == ["e-1"]
+    assert [message.event_id for message in entry.messages] == [event.event_id]
     await redis_client.flushdb()
     assert await outbox.reclaim(shard, "me", 0, 10) == 0
     assert await outbox.read(shard, "me", 10, 10, pending=False) == []
