@@ -6,20 +6,23 @@ One run starts, on this machine:
   really goes out over HTTP and is confirmed in the outbox, as in production;
 - `tutorlane serve --workers 2` (gunicorn + uvicorn workers) on a real Redis;
 - the floor, `bench/floor_app.py`: a minimal Falcon ASGI app doing one Redis GET and
-  one SET per message, under the same gunicorn + uvicorn configuration.
+  one SET per message, under the same gunicorn + uvicorn configuration;
+- the floor with reply: the same app also POSTing a fixed reply to the imitation
+  after each answer (aiohttp, in the background, as the fast lane sends), the floor
+  of any design that must send each reply to the SwiftChat API.
 
 It then measures, each in turn:
 
-1. the floor's maximum throughput (closed loop, `--connections` keep-alive
+1. each floor's maximum throughput (closed loop, `--connections` keep-alive
    connections, `--floor-seconds` long), and
 2. the fast lane's maximum throughput over `--students / --rounds` distinct
    students (phone numbers never reused in a run), each sending `hi` and then an
    answer; the clock stops when the last reply has been sent to the imitation and
    confirmed, so reply delivery is inside the figure;
 
-   both in `--rounds` alternating rounds, because the machine's other load
-   changes by the minute: the figures are the medians of the rounds, the ratio
-   the median of each round's ratio to its own floor; CPU time per message of
+   all in `--rounds` alternating rounds, because the machine's other load
+   changes by the minute: the figures are the medians of the rounds, the ratios
+   the medians of each round's ratio to its own floors; CPU time per message of
    every process (server workers, imitation, load generator) is summed over the
    rounds, a figure that other load disturbs less than throughput;
 3. p50 and p99 latency of each at a constant offered load of half its own maximum
@@ -73,6 +76,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
 SECRET = "bench-secret-0123456789"
 ANSWER = "500"
 BLOCK = 2000  # students greeting before the same students answer
+SERVERS = ("floor", "floor_with_reply", "fast_lane")
 
 
 def free_port() -> int:
@@ -255,15 +259,15 @@ def check(outcome: Outcome, what: str) -> None:
 
 def measure(
     args: argparse.Namespace,
-    fast_port: int,
-    floor_port: int,
+    ports: dict[str, int],
     processes: dict[str, subprocess.Popen[bytes]],
 ) -> None:
-    """Load both servers in turn and print the figures."""
+    """Load the servers in turn and print the figures."""
     install_uvloop()
     client = redis.Redis.from_url(REDIS_URL)
-    fast, floor = Target("127.0.0.1", fast_port), Target("127.0.0.1", floor_port)
-    fast_students, floor_students = Students(fast_port), Students(floor_port)
+    targets = {name: Target("127.0.0.1", port) for name, port in ports.items()}
+    students = {name: Students(port) for name, port in ports.items()}
+    floors = ("floor", "floor_with_reply")
     context = {
         "server": f"gunicorn + uvicorn, {args.workers} workers, real Redis",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with "
@@ -271,77 +275,101 @@ def measure(
         "connections": args.connections,
     }
 
-    # Warm both up: connections, imports, Lua script cache, JIT-less caches.
-    for target, students in ((floor, floor_students), (fast, fast_students)):
-        asyncio.run(closed_loop(target, students.messages(), args.connections, 2.0))
+    # Warm them up: connections, imports, Lua script cache, JIT-less caches.
+    for name in (*floors, "fast_lane"):
+        asyncio.run(closed_loop(targets[name], students[name].messages(),
+                                args.connections, 2.0))  # fmt: skip
     wait_replies_sent(client)
 
-    floor_cpu = CpuMeter({"floor_workers": children(processes["floor"].pid)})
-    fast_cpu = CpuMeter(
-        {
-            "fast_lane_workers": children(processes["serve"].pid),
-            "imitation": [processes["imitation"].pid],
-        }
-    )
+    imitation = [processes["imitation"].pid]
+    meters = {
+        "floor": CpuMeter({"floor_workers": children(processes["floor"].pid)}),
+        "floor_with_reply": CpuMeter(
+            {
+                "floor_workers": children(processes["floor_with_reply"].pid),
+                "imitation": imitation,
+            }
+        ),
+        "fast_lane": CpuMeter(
+            {
+                "fast_lane_workers": children(processes["fast_lane"].pid),
+                "imitation": imitation,
+            }
+        ),
+    }
 
-    # NOTE: the machine's load from other work changes by the minute, so the two
-    # are measured in alternating rounds and each round's ratio is to its floor.
-    floor_rates, fast_rates, ratios = [], [], []
-    floor_messages = fast_messages = 0
+    # NOTE: the machine's load from other work changes by the minute, so they are
+    # measured in alternating rounds and each round's ratio is to its own floors.
+    rates: dict[str, list[float]] = {name: [] for name in meters}
+    ratios: dict[str, list[float]] = {name: [] for name in floors}
+    messages = dict.fromkeys(meters, 0)
     per_round = -(-args.students // args.rounds)
     for _ in range(args.rounds):
-        floor_cpu.start()
-        floor_max = asyncio.run(
-            closed_loop(floor, floor_students.messages(), args.connections,
-                        args.floor_seconds)
-        )  # fmt: skip
-        check(floor_max, "floor")
-        floor_cpu.add(floor_max.count)
-        floor_rates.append(floor_max.count / floor_max.elapsed)
+        for name in floors:
+            # NOTE: the floor with reply sends its replies in the background; the
+            # few still on their way when the loop ends (one per connection at
+            # most) are left out of its time, which favours the floor.
+            meters[name].start()
+            floor_max = asyncio.run(
+                closed_loop(targets[name], students[name].messages(),
+                            args.connections, args.floor_seconds)
+            )  # fmt: skip
+            check(floor_max, name)
+            meters[name].add(floor_max.count)
+            messages[name] += floor_max.count
+            rates[name].append(floor_max.count / floor_max.elapsed)
 
-        fast_cpu.start()
+        meters["fast_lane"].start()
         began = time.perf_counter()
         fast_max = asyncio.run(
-            closed_loop(fast, fast_students.messages(per_round), args.connections)
-        )
+            closed_loop(targets["fast_lane"],
+                        students["fast_lane"].messages(per_round), args.connections)
+        )  # fmt: skip
         wait_replies_sent(client)
         elapsed = time.perf_counter() - began
         check(fast_max, "fast lane")
-        fast_cpu.add(fast_max.count)
-        fast_rates.append(fast_max.count / elapsed)
-        ratios.append(fast_rates[-1] / floor_rates[-1])
-        floor_messages += floor_max.count
-        fast_messages += fast_max.count
-        report("round", fast_rates[-1], "msg/s", floor=round(floor_rates[-1], 1),
-               ratio=round(ratios[-1], 3), **context)  # fmt: skip
+        meters["fast_lane"].add(fast_max.count)
+        messages["fast_lane"] += fast_max.count
+        rates["fast_lane"].append(fast_max.count / elapsed)
+        for name in floors:
+            ratios[name].append(rates["fast_lane"][-1] / rates[name][-1])
+        report("round", rates["fast_lane"][-1], "msg/s",
+               floor=round(rates["floor"][-1], 1),
+               floor_with_reply=round(rates["floor_with_reply"][-1], 1),
+               ratio=round(ratios["floor"][-1], 3),
+               ratio_to_floor_with_reply=round(ratios["floor_with_reply"][-1], 3),
+               **context)  # fmt: skip
 
-    floor_rate = statistics.median(floor_rates)
-    fast_rate = statistics.median(fast_rates)
+    median = {name: statistics.median(rates[name]) for name in meters}
     rounds = {"rounds": args.rounds, "of": "median of the rounds"}
-    report("floor_messages_per_second", floor_rate, "msg/s",
-           messages=floor_messages, **rounds, **context)  # fmt: skip
-    report("fast_lane_messages_per_second", fast_rate, "msg/s",
-           messages=fast_messages, students=fast_students.used,
+    report("floor_messages_per_second", median["floor"], "msg/s",
+           messages=messages["floor"], **rounds, **context)  # fmt: skip
+    report("floor_with_reply_messages_per_second", median["floor_with_reply"],
+           "msg/s", messages=messages["floor_with_reply"],
+           replies="sent to the imitation", **rounds, **context)  # fmt: skip
+    report("fast_lane_messages_per_second", median["fast_lane"], "msg/s",
+           messages=messages["fast_lane"], students=students["fast_lane"].used,
            replies="sent to the imitation and confirmed", **rounds,
            **context)  # fmt: skip
-    report("fast_lane_to_floor_ratio", statistics.median(ratios), "x",
+    report("fast_lane_to_floor_ratio", statistics.median(ratios["floor"]), "x",
            **rounds, **context)  # fmt: skip
-    for phase, meter in (("floor", floor_cpu), ("fast_lane", fast_cpu)):
+    report("fast_lane_to_floor_with_reply_ratio",
+           statistics.median(ratios["floor_with_reply"]), "x",
+           **rounds, **context)  # fmt: skip
+    for phase, meter in meters.items():
         for group, micros in meter.per_message().items():
             report(f"{phase}_cpu_per_message_{group}", micros, "us", phase=phase,
                    **context)  # fmt: skip
 
-    for name, target, students, rate in (
-        ("floor", floor, floor_students, floor_rate / 2),
-        ("fast_lane", fast, fast_students, fast_rate / 2),
-    ):
-        stream = students.messages()
+    for name, rate in median.items():
+        stream = students[name].messages()
         outcome = asyncio.run(
-            run_open_loop(target, stream.__next__, rate, args.latency_seconds)
-        )
+            run_open_loop(targets[name], stream.__next__, rate / 2,
+                          args.latency_seconds)
+        )  # fmt: skip
         check(outcome, name)
         offered = {
-            "offered": f"{rate:.0f} msg/s (half the maximum), open loop",
+            "offered": f"{rate / 2:.0f} msg/s (half the maximum), open loop",
             "messages": outcome.count,
         }
         report(
@@ -359,7 +387,8 @@ def measure(
             **context,
         )
     wait_replies_sent(client)
-    report("fast_lane_distinct_students", fast_students.used, "students", **context)
+    report("fast_lane_distinct_students", students["fast_lane"].used, "students",
+           **context)  # fmt: skip
 
 
 def main() -> None:
@@ -405,12 +434,13 @@ def main() -> None:
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     logs = Path(tempfile.mkdtemp(prefix="bench-fast-lane-"))
-    imitation_port, fast_port, floor_port = free_port(), free_port(), free_port()
+    ports = {name: free_port() for name in ("imitation", *SERVERS)}
+    imitation_url = f"http://127.0.0.1:{ports['imitation']}"
     env = {
         "TUTORLANE_REDIS_URL": REDIS_URL,
         "BENCH_REDIS_URL": REDIS_URL,
         "TUTORLANE_WEBHOOK_SECRET": SECRET,
-        "TUTORLANE_SWIFTCHAT_BASE_URL": f"http://127.0.0.1:{imitation_port}",
+        "TUTORLANE_SWIFTCHAT_BASE_URL": imitation_url,
         "TUTORLANE_SWIFTCHAT_BOT_ID": "bench",
         "TUTORLANE_SWIFTCHAT_API_KEY": "bench",
         # The imitation has no rate limit: measure the lane, not the API's limit
@@ -420,20 +450,29 @@ def main() -> None:
         "TUTORLANE_AMQP_URL": "amqp://unused/",
         "TUTORLANE_VAR": str(logs / "var"),
     }
-    imitation_command = ["-m", "tutorlane", "dev", "swiftchat-imitation"]
-    processes = dict(zip(("imitation", "serve", "floor"), [
-        start([*imitation_command, "--port", str(imitation_port)], env,
-              logs / "imitation.log"),
-        start(["-m", "tutorlane", "serve", "--port", str(fast_port),
-               "--workers", str(args.workers)], env, logs / "serve.log"),
-        start(gunicorn("tutorlane.bench.floor_app:app", floor_port, args.workers),
-              env, logs / "floor.log"),
-    ], strict=True))  # fmt: skip
+    with_reply = {"BENCH_FLOOR_REPLY_URL": f"{imitation_url}/api/bots/floor/messages"}
+    floor_app = "tutorlane.bench.floor_app:app"
+    commands = {
+        "imitation": (["-m", "tutorlane", "dev", "swiftchat-imitation",
+                       "--port", str(ports["imitation"])], env),
+        "fast_lane": (["-m", "tutorlane", "serve", "--port", str(ports["fast_lane"]),
+                       "--workers", str(args.workers)], env),
+        "floor": (gunicorn(floor_app, ports["floor"], args.workers), env),
+        "floor_with_reply": (
+            gunicorn(floor_app, ports["floor_with_reply"], args.workers),
+            env | with_reply,
+        ),
+    }  # fmt: skip
+    processes = {
+        name: start(command, command_env, logs / f"{name}.log")
+        for name, (command, command_env) in commands.items()
+    }
     try:
-        wait_up(f"http://127.0.0.1:{imitation_port}/_script", processes["imitation"])
-        wait_up(f"http://127.0.0.1:{fast_port}/healthz", processes["serve"])
-        wait_up(f"http://127.0.0.1:{floor_port}/healthz", processes["floor"])
-        measure(args, fast_port, floor_port, processes)
+        wait_up(f"{imitation_url}/_script", processes["imitation"])
+        for name in SERVERS:
+            url = f"http://127.0.0.1:{ports[name]}/healthz"
+            wait_up(url, processes[name])
+        measure(args, {name: ports[name] for name in SERVERS}, processes)
     finally:
         for process in processes.values():
             process.terminate()
