@@ -198,6 +198,15 @@ def read_envelope(body: bytes) -> list[DeliveredEvent | UnreadableEvent]:
     return [_delivered(raw) for raw in raw_events]
 
 
+def read_parked(body: bytes) -> list[DeliveredEvent | UnreadableEvent]:
+    """Read a dead-lettered message: a whole bus message, or one event of one."""
+    # NOTE: the worker parks single events (the one unreadable part of a message);
+    # RabbitMQ dead-letters whole messages; the relay parks raw outbox entries.
+    if body.lstrip()[:1] == b"{":
+        return [_delivered(body)]
+    return read_envelope(body)
+
+
 MAX_EVENT_BYTES = 64 * 1024
 MAX_STUDENT_CHARS = 64
 

@@ -5,7 +5,8 @@ queues `NAME.events.NN` by student, so one student's events stay in one queue;
 each queue has a single active consumer, so they are also processed in order. A bus
 message carries up to ENVELOPE events of one queue, in their order. Queues
 dead-letter into `NAME.dead`, where the worker also parks poison messages with
-the reason in the `x-tutorlane-reason` header.
+the reason in the `x-tutorlane-reason` header; `RabbitMQDeadLetters` takes them out
+again to be replayed.
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
 
-from tutorlane.adapters.codecs import encode_envelope, read_envelope
+from tutorlane.adapters.codecs import encode_envelope, read_envelope, read_parked
 from tutorlane.commands.ports import BusMessage
 
 DEFAULT_NAME = "tutorlane"
@@ -229,6 +231,83 @@ class RabbitMQConsumer:
 
     async def close(self) -> None:
         """Stop consuming; unsettled messages go back to their queues."""
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+
+class RabbitMQParked:
+    """A message taken from the dead-letter queue, not yet settled."""
+
+    def __init__(
+        self, message: AbstractIncomingMessage, dead: AbstractExchange
+    ) -> None:
+        self.message = message
+        self.dead = dead
+        self.events = read_parked(message.body)
+        self.reason = parked_reason(message.headers)
+
+    async def settle(self) -> None:
+        """Remove it from the dead-letter queue."""
+        await self.message.ack()
+
+    async def park_again(self) -> None:
+        """Publish a copy at the end of the dead-letter queue, then drop this one."""
+        copy = aio_pika.Message(
+            self.message.body,
+            content_type=self.message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=dict(self.message.headers),
+        )
+        await self.dead.publish(copy, routing_key="")
+        await self.message.ack()
+
+
+def parked_reason(headers: Mapping[str, Any]) -> str:
+    """Return why a message was parked: the worker's reason, or RabbitMQ's."""
+    reason = headers.get("x-tutorlane-reason")
+    if reason:
+        return reason.decode() if isinstance(reason, bytes) else str(reason)
+    # NOTE: a message RabbitMQ dead-lettered itself (rejected, over a quorum
+    # queue's delivery limit) carries the story in x-death instead.
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+        why, where = deaths[0].get("reason"), deaths[0].get("queue")
+        return f"dead-lettered by RabbitMQ: {why} in {where}"
+    return "parked without a reason"
+
+
+class RabbitMQDeadLetters:
+    """The deployment's dead-letter queue, `NAME.dead`, taken from one at a time."""
+
+    def __init__(self, url: str, topology: Topology) -> None:
+        self.url = url
+        self.topology = topology
+        self._connection: AbstractConnection | None = None
+
+    async def take(self, limit: int) -> list[RabbitMQParked]:
+        """Take up to `limit` of the messages parked now, oldest first."""
+        if self._connection is None:
+            self._connection = await aio_pika.connect(self.url, timeout=5)
+        channel = await self._connection.channel(publisher_confirms=True)
+        await self.topology.declare(channel)
+        queue = await channel.get_queue(self.topology.dead)
+        dead = await channel.get_exchange(self.topology.dead)
+
+        # NOTE: no more than were there at the start: a message parked again goes
+        # to the end of this very queue and must not come round a second time.
+        declared = queue.declaration_result
+        waiting = declared.message_count if declared is not None else 0
+        taken = []
+        for _ in range(min(limit, waiting or 0)):
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            taken.append(RabbitMQParked(message, dead))
+        return taken
+
+    async def close(self) -> None:
+        """Disconnect; messages taken and not settled go back to the queue."""
         if self._connection is not None:
             await self._connection.close()
             self._connection = None

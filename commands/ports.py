@@ -221,6 +221,33 @@ class Delivery(Protocol):
         ...
 
 
+class ParkedMessage(Protocol):
+    """A message on the dead-letter queue, taken to be replayed or put back."""
+
+    events: list[DeliveredEvent | UnreadableEvent]
+    reason: str
+
+    async def settle(self) -> None:
+        """Remove it from the dead-letter queue: its events are on their way."""
+        ...
+
+    async def park_again(self) -> None:
+        """Put it back at the end of the dead-letter queue, reason unchanged."""
+        ...
+
+
+class DeadLetterQueue(Protocol):
+    """Where messages the worker could not record wait, with the reason."""
+
+    async def take(self, limit: int) -> Sequence[ParkedMessage]:
+        """Take up to `limit` of the messages waiting now, oldest first."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of the queue; messages taken and not settled stay parked."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class NewRecord:
     """An event as the event store keeps it."""

@@ -277,6 +277,64 @@ def worker(batch: int, prefetch: int) -> None:
     _run_until_signalled(lambda stop: run_worker(settings, batch, prefetch, stop))
 
 
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Parked events: what the worker could not record, and why."""
+
+
+def _bus_settings() -> Settings:
+    settings = load_settings()
+    if not settings.amqp_url:
+        raise click.UsageError(
+            "parked events are kept by RabbitMQ: set TUTORLANE_AMQP_URL (the "
+            "embedded default only logs what it parks, and keeps it in memory)"
+        )
+    return settings
+
+
+@dead_letters.command("show")
+@click.option(
+    "--limit", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000)
+)
+def dead_letters_show(limit: int) -> None:
+    """Count the parked messages by reason; every one stays parked."""
+    from tutorlane.entrypoints.pipeline import parked_reasons
+
+    settings = _bus_settings()
+    reasons = asyncio.run(parked_reasons(settings, limit))
+    queue = f"{settings.bus_name}.dead"
+    if not reasons:
+        click.echo(f"nothing parked in {queue}")
+        return
+    counted = reasons.total()
+    if counted < limit:
+        click.echo(f"{counted} parked in {queue}:")
+    else:
+        click.echo(f"{queue} holds {limit} or more; the oldest {limit}:")
+    for reason, count in reasons.most_common():
+        click.echo(f"{count:>8}  {reason}")
+
+
+@dead_letters.command("replay")
+@click.option(
+    "--limit", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000)
+)
+def dead_letters_replay(limit: int) -> None:
+    """Send parked events back to the workers, once their cause is fixed.
+
+    The worker records each event once, drops it if it was recorded meanwhile, or
+    parks it again with its reason. Messages that still cannot be read go back to
+    the end of the queue. Run it with the worker running.
+    """
+    from tutorlane.entrypoints.pipeline import replay_dead_letters
+
+    outcome = asyncio.run(replay_dead_letters(_bus_settings(), limit))
+    click.echo(
+        f"replayed {outcome.messages} messages ({outcome.events} events); "
+        f"{outcome.still_unreadable} still unreadable, parked again"
+    )
+
+
 def _run_until_signalled(
     work: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
 ) -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from tutorlane.adapters.event_store import EventStore, open_event_store
 from tutorlane.adapters.memory_bus import InProcessBus
 from tutorlane.adapters.rabbitmq import (
     RabbitMQConsumer,
+    RabbitMQDeadLetters,
     RabbitMQPublisher,
     Topology,
 )
@@ -25,6 +27,7 @@ from tutorlane.adapters.redis_sessions import RedisClient
 from tutorlane.commands.ports import EventPublisher
 from tutorlane.commands.record_events import EventRecorder
 from tutorlane.commands.relay_events import EventRelay
+from tutorlane.commands.replay_dead_letters import ReplayDeadLetters, ReplayOutcome
 from tutorlane.entrypoints.projections import run_projections
 from tutorlane.entrypoints.settings import Settings
 from tutorlane.entrypoints.worker import Batcher
@@ -194,3 +197,25 @@ async def run_worker(
         await asyncio.to_thread(store.close)
     # NOTE: a batch cut short was not acknowledged: RabbitMQ delivers it again.
     logger.info("worker stopped: every acknowledged event is in the event store")
+
+
+async def replay_dead_letters(settings: Settings, limit: int) -> ReplayOutcome:
+    """Send up to `limit` parked messages back to the workers (see the command)."""
+    assert settings.amqp_url
+    parked = RabbitMQDeadLetters(settings.amqp_url, topology(settings))
+    bus = RabbitMQPublisher(settings.amqp_url, topology(settings))
+    try:
+        return await ReplayDeadLetters(parked, bus).replay(limit)
+    finally:
+        await parked.close()
+        await bus.close()
+
+
+async def parked_reasons(settings: Settings, limit: int) -> Counter[str]:
+    """Count up to `limit` parked messages by reason, leaving every one parked."""
+    assert settings.amqp_url
+    parked = RabbitMQDeadLetters(settings.amqp_url, topology(settings))
+    try:
+        return Counter(message.reason for message in await parked.take(limit))
+    finally:
+        await parked.close()
