@@ -34,6 +34,10 @@ class CorruptRecord(ValueError):
     """Stored bytes cannot be read back; the message says which record and why."""
 
 
+class NewerFormat(CorruptRecord):
+    """Stored bytes are in a format a newer release wrote: not damaged, not ours."""
+
+
 def encode_session(session: Session) -> bytes:
     """Return the stored form of a session."""
     values = [getattr(session, name) for name in _SESSION_FIELDS]
@@ -46,8 +50,12 @@ def decode_session(data: bytes) -> Session:
         values = _decoder.decode(data)
     except msgspec.DecodeError as ex:
         raise CorruptRecord(f"session is not msgpack ({ex})") from None
-    if not isinstance(values, list) or not values or values[0] != SESSION_FORMAT:
-        found = values[:1] if isinstance(values, list) else type(values).__name__
+    if not isinstance(values, list) or not values:
+        raise CorruptRecord(f"session is a {type(values).__name__}, not a list")
+    found = values[0]
+    if type(found) is int and found > SESSION_FORMAT:
+        raise NewerFormat(f"session format {found} is newer than {SESSION_FORMAT}")
+    if found != SESSION_FORMAT:
         raise CorruptRecord(f"session format {found!r} is not {SESSION_FORMAT}")
     fields = dict(zip(_SESSION_FIELDS, values[1:], strict=False))
     try:

@@ -7,6 +7,7 @@ Lua script only ever touches one slot:
                            by the fast lane's commit and the Navigator's plans
     tl:{s07}:r             stream of replies waiting to be confirmed as sent
     tl:{s07}:e             stream of domain events waiting for the relay
+    tl:{s07}:x:<student>   a damaged session, set aside for a week to be looked at
 
 A shard, not a single student, is the unit of the hash tag because the outbox streams
 must sit in the same slot as every session that writes to them.
@@ -33,6 +34,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from tutorlane.adapters.codecs import (
     CorruptRecord,
+    NewerFormat,
     OutgoingReply,
     decode_reply,
     decode_session,
@@ -40,7 +42,12 @@ from tutorlane.adapters.codecs import (
     encode_reply,
     encode_session,
 )
-from tutorlane.commands.ports import PendingReply, SessionPlan, VersionConflict
+from tutorlane.commands.ports import (
+    PendingReply,
+    SessionFromNewerRelease,
+    SessionPlan,
+    VersionConflict,
+)
 from tutorlane.domain.events import Event
 from tutorlane.domain.messages import Reply
 from tutorlane.domain.session import Session
@@ -58,6 +65,7 @@ CONFIRM_WINDOW_SECONDS = 0.002
 # without redis-py's socket timeout, which wraps every command sent in a task of
 # its own (asyncio.wait_for): 3 % of a webhook worker's CPU.
 COMMAND_TIMEOUT_SECONDS = 5.0
+DAMAGED_KEPT_SECONDS = 7 * 24 * 60 * 60
 
 # KEYS: session, replies stream, events stream.
 # ARGV: expected version, stored session, ttl, student, reply, events ('' when the
@@ -89,6 +97,18 @@ if not stored or string.match(stored, '^(%d+)|') ~= ARGV[1] then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"""
+
+
+# KEYS: session, where to keep it. ARGV: the damaged value, seconds to keep it.
+# Only the value found damaged moves: one written meanwhile stays.
+_SET_ASIDE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('DEL', KEYS[1])
 return 1
 """
 
@@ -128,6 +148,7 @@ class RedisSessionStore:
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._commit = redis.register_script(_COMMIT)
         self._write_plan = redis.register_script(_WRITE_PLAN)
+        self._set_aside = redis.register_script(_SET_ASIDE)
         self._confirms = _ConfirmBatch(redis, self.replies_key, timeout)
 
     def session_key(self, student: str) -> str:
@@ -142,11 +163,46 @@ class RedisSessionStore:
         """Return the key of one shard's event outbox."""
         return f"{shard_tag(shard)}:e"
 
+    def damaged_key(self, student: str) -> str:
+        """Return where a student's damaged session is kept."""
+        return f"{shard_tag(shard_of(student, self.shards))}:x:{student}"
+
     async def load(self, student: str) -> Session:
-        """Return the student's session, or a new one."""
+        """Return the student's session, or a new one if none can be read.
+
+        A damaged session is set aside and reads as none, so that the student is
+        restored from the event store as after a loss; one from a newer release is
+        left alone and raises SessionFromNewerRelease.
+        """
         async with self._in_flight, asyncio.timeout(self.timeout):
             data = await self.redis.get(self.session_key(student))
-        return Session() if data is None else _stored_session(_bytes(data))
+        if data is None:
+            return Session()
+        try:
+            return _stored_session(_bytes(data))
+        except NewerFormat as ex:
+            raise SessionFromNewerRelease(f"session of {student}: {ex}") from None
+        except CorruptRecord as ex:
+            await self._move_aside(student, _bytes(data), ex)
+            return Session()
+
+    async def _move_aside(
+        self, student: str, damaged: bytes, problem: CorruptRecord
+    ) -> None:
+        keys = [self.session_key(student), self.damaged_key(student)]
+        async with self._in_flight, asyncio.timeout(self.timeout):
+            moved = await self._set_aside(
+                keys=keys, args=[damaged, DAMAGED_KEPT_SECONDS]
+            )
+        if moved:
+            # NOTE: if another process moved it first, it has said so already.
+            logger.error(
+                "session of student=%s damaged (%s): kept under %s for 7 days, "
+                "and the student restored from the event store",
+                student,
+                problem,
+                keys[1],
+            )
 
     async def commit(
         self,

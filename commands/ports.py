@@ -16,6 +16,14 @@ class VersionConflict(Exception):
     """Another message of the same student committed first; reload and redo."""
 
 
+class SessionFromNewerRelease(Exception):
+    """The session was written by a newer release; this one must not touch it.
+
+    Raised during a rolling upgrade, until a process of the newer release takes
+    the student's messages; SwiftChat retries them meanwhile.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class PendingReply:
     """A reply in the outbox, not yet confirmed as sent."""

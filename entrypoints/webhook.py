@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from tutorlane.adapters.swiftchat_wire import BadPayload, parse_inbound
 from tutorlane.bootstrap import Runtime, start_runtime
 from tutorlane.commands.handle_message import HistoryUnavailable, TooMuchContention
+from tutorlane.commands.ports import SessionFromNewerRelease
 from tutorlane.entrypoints.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,13 @@ class WebhookResource:
         except HistoryUnavailable as ex:
             raise falcon.HTTPServiceUnavailable(
                 description=str(ex), retry_after=HISTORY_RETRY_SECONDS
+            ) from None
+        except SessionFromNewerRelease as ex:
+            # NOTE: during a rolling upgrade; a newer process will take it.
+            logger.warning("not handled here: %s", ex)
+            raise falcon.HTTPServiceUnavailable(
+                description="this student's session belongs to a newer release",
+                retry_after=HISTORY_RETRY_SECONDS,
             ) from None
 
         if handled.reply is not None and handled.entry_id is not None:

@@ -6,15 +6,16 @@ import asyncio
 import time
 from typing import Any
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from tutorlane.adapters.codecs import decode_events
+from tutorlane.adapters.codecs import SESSION_FORMAT, decode_events
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
 from tutorlane.bootstrap import REDIS_CONNECTIONS, REDIS_POOL_SIZE, connect_redis
 from tutorlane.commands.handle_message import MessageHandler
-from tutorlane.commands.ports import VersionConflict
+from tutorlane.commands.ports import SessionFromNewerRelease, VersionConflict
 from tutorlane.domain.course import Course, parse_course
 from tutorlane.domain.events import HintGiven
 from tutorlane.domain.messages import Inbound, Kind, Reply
@@ -316,3 +317,35 @@ async def test_a_redis_that_accepts_but_never_answers_times_out_every_call() -> 
     finally:
         await client.aclose()
         server.close()
+
+
+async def test_a_damaged_session_is_set_aside_and_reads_as_none(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    await store.commit(STUDENT, 0, Session(version=7), PHONE, Reply("hi"), [])
+    key = store.session_key(STUDENT)
+    await redis_client.set(key, b"7|\xc1 not msgpack")
+
+    assert await store.load(STUDENT) == Session()
+
+    assert await redis_client.get(key) is None
+    kept = store.damaged_key(STUDENT)
+    assert await redis_client.get(kept) == b"7|\xc1 not msgpack"
+    assert 6 * 24 * 3600 < await redis_client.ttl(kept) <= 7 * 24 * 3600
+    # With the damaged value gone, a new session commits as for a new student.
+    await store.commit(STUDENT, 0, Session(version=9), PHONE, Reply("hi"), [])
+    assert (await store.load(STUDENT)).version == 9
+
+
+async def test_a_session_of_a_newer_release_is_left_alone(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    key = store.session_key(STUDENT)
+    newer = b"12|" + msgspec.msgpack.encode([SESSION_FORMAT + 1, "what", "ever"])
+    await redis_client.set(key, newer)
+
+    with pytest.raises(SessionFromNewerRelease):
+        await store.load(STUDENT)
+
+    assert await redis_client.get(key) == newer
+    assert await redis_client.exists(store.damaged_key(STUDENT)) == 0
