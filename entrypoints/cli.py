@@ -82,7 +82,9 @@ def serve(host: str, port: int, workers: int) -> None:
     for role, where in settings.describe().items():
         click.echo(f"  {role:9} {where}")
     click.echo(f"Webhook URL: {base_url}/webhooks/swiftchat/{secret}")
+    click.echo(f"Health:      {base_url}/healthz")
     if settings.swiftchat_base_url is None:
+        click.echo(f"Replies:     {base_url}/sink/{secret}/replies?to=<phone>")
         click.echo("Try it: tutorlane chat   (in another terminal)")
 
     if workers == 1:
@@ -772,7 +774,8 @@ def replay_dataset(
     if course is None:
         raise click.ClickException(
             f"{settings.flows} has no {REPLAY_COURSE_ID} course: run `tutorlane "
-            "replay course DATASET --out DIR` and serve DIR with TUTORLANE_FLOWS=DIR"
+            "replay course DATASET --out DIR`, then `export TUTORLANE_FLOWS=DIR` "
+            "for this command as for `serve`"
         )
     missing = missing_skills(records, course)
     if missing:

@@ -382,9 +382,11 @@ def print_summary(result: ReplayResult, console: Any) -> None:
         )
     if any(status.lag for status in result.projections):
         console.print(
-            "[bold yellow]the projections have not caught up[/]: is `tutorlane "
-            "projections run` running on this database? `tutorlane projections "
-            "status` shows where each stands"
+            "[bold yellow]the projections have not caught up[/]: is a projection "
+            "runner (`tutorlane projections run`, or the embedded `serve`) keeping "
+            "them on this database, with this TUTORLANE_FLOWS? `tutorlane "
+            "projections status` shows where each stands and whether it needs a "
+            "rebuild"
         )
 
 

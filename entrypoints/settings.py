@@ -84,7 +84,11 @@ class Settings(BaseSettings):
             "sessions": _hide_password(self.redis_url) or "fakeredis (in process)",
             "replies": self.swiftchat_base_url
             or "local sink (read by `tutorlane chat`)",
-            "bus": _hide_password(self.amqp_url) or "in-process queues",
+            "bus": (
+                f"{_hide_password(self.amqp_url)} ({self.bus_name}.*)"
+                if self.amqp_url
+                else "in-process queues"
+            ),
             "events": _hide_password(self.event_store_url) or "",
             "courses": str(self.flows),
         }
