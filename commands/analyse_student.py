@@ -51,6 +51,7 @@ class AnalyseStudent:
         self.course = course
         self.budget = budget or AnalystBudget()
         self.clock = clock
+        self._unknown_courses: set[str] = set()
 
     async def analyse(
         self,
@@ -64,6 +65,17 @@ class AnalyseStudent:
         trigger's skill are shown to the model); `knowledge` is their state.
         """
         student = trigger.event.student
+        course = trigger.event.course
+        if course != self.course.id:
+            if course not in self._unknown_courses:
+                self._unknown_courses.add(course)
+                logger.warning(
+                    "events of course %r are not analysed: this process has "
+                    "course %r; run it with the TUTORLANE_FLOWS of the fast lane",
+                    course,
+                    self.course.id,
+                )
+            return Analysed(None, f"course {course!r} is not the Analyst's")
         now = self.clock()
         refusal = self.budget.refusal(student, now)
         if refusal is not None:

@@ -265,7 +265,9 @@ def status_note(projection: Projection, state: ProjectionState) -> str:
     if state.version != projection.version:
         notes.append(f"code is at version {projection.version}: rebuild")
     elif state.position and state.fingerprint != projection.fingerprint():
-        notes.append("parameters changed: rebuild")
+        # NOTE: the courses are part of the parameters: a TUTORLANE_FLOWS other
+        # than the runners' reads as a change too.
+        notes.append("parameters or courses changed (or TUTORLANE_FLOWS): rebuild")
     if state.rebuild_generation is not None:
         who = state.rebuild_owner or "nobody (interrupted; rebuild resumes)"
         notes.append(f"rebuild at event {state.rebuild_position} by {who}")

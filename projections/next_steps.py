@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,8 @@ from tutorlane.projections.knowledge_state import SkillParameters
 
 NEXT_STEPS = "next_steps"
 RECENT_NODES = 5
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -139,6 +142,7 @@ class NextStepsProjection(Projection):
         # The progress of the students of the last batch applied, by student: what
         # the agents act on once the runner has committed that batch.
         self.last_applied: dict[str, StudentProgress] = {}
+        self._unknown_courses: set[str] = set()
 
     def fingerprint(self) -> str:
         """Return what besides the events decides the rows: parameters and policy."""
@@ -172,7 +176,17 @@ class NextStepsProjection(Projection):
     def plan(self, student: StudentProgress) -> tuple[str, ...]:
         """Return the Navigator's plan after the student's last event."""
         navigator = self.navigators.get(student.course)
-        if navigator is None or student.node not in navigator.course.nodes:
+        if navigator is None:
+            if student.course not in self._unknown_courses:
+                self._unknown_courses.add(student.course)
+                logger.warning(
+                    "no plans for students of course %r: it is not among this "
+                    "process's courses %s (TUTORLANE_FLOWS)",
+                    student.course,
+                    sorted(self.navigators),
+                )
+            return ()
+        if student.node not in navigator.course.nodes:
             return ()
         return navigator.plan(
             student.knowledge,

@@ -221,8 +221,9 @@ class ProjectionRunner:
         self.warn_once(
             projection,
             "stale",
-            "projection %s was built by another version or with other parameters; "
-            "not updating it until `tutorlane projections rebuild` swaps in a new one",
+            "projection %s was built by another version or with other parameters "
+            "or courses (is TUTORLANE_FLOWS the same as where it was built?); not "
+            "updating it until `tutorlane projections rebuild` swaps in a new one",
         )
         return False
 

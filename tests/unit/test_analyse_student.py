@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+
+import pytest
 
 from tutorlane.adapters.flow_files import SHIPPED_FLOWS, load_course_file
 from tutorlane.commands.analyse_student import AnalyseStudent
@@ -117,3 +120,24 @@ async def test_an_answer_outside_the_schema_records_nothing() -> None:
     analysed = await use_case(analyst, [NOW]).analyse(trigger_of(answers), answers, {})
 
     assert analysed.event is None and analysed.skipped.startswith("rejected")
+
+
+async def test_a_course_this_process_lacks_is_skipped_without_spending_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    analyst = ScriptedAnalyst(json.dumps(GOOD))
+    analyse = use_case(analyst, [NOW])
+    elsewhere = [replace(answer, course="another-course") for answer in wrong_answers()]
+
+    skipped = [
+        await analyse.analyse(trigger_of(elsewhere), elsewhere, {}) for _ in range(2)
+    ]
+    answers = wrong_answers()
+    analysed = await analyse.analyse(trigger_of(answers), answers, {})
+
+    assert [outcome.event for outcome in skipped] == [None, None]
+    assert "another-course" in skipped[0].skipped
+    assert len(analyst.requests) == 1, "only the course it has was asked about"
+    assert analysed.event is not None, "the budget was not spent on the skipped ones"
+    warnings = [r for r in caplog.records if "another-course" in r.getMessage()]
+    assert len(warnings) == 1, "said once, not at every trigger"

@@ -14,11 +14,13 @@ from tutorlane.projections.knowledge_state import (
     KnowledgeStateProjection,
     SkillParameters,
 )
+from tutorlane.projections.next_steps import NextStepsProjection
 from tutorlane.tests.history import COURSE, answer, hint
 
 KEYS = {
     "interaction_log": ("student", "seq"),
     "knowledge_state": ("student", "course", "skill"),
+    "next_steps": ("student",),
 }
 
 
@@ -138,3 +140,24 @@ def test_fitted_parameters_win_over_the_course_and_change_the_fingerprint() -> N
     assert fitted(COURSE, "addition") == course.skills["addition"].bkt
     assert from_course.fingerprint() != fitted.fingerprint()
     assert from_course(COURSE, "no-such-skill") == BKTParameters()
+
+
+def test_students_of_a_course_this_process_lacks_get_no_plan_and_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    course = load_course_file(SHIPPED_FLOWS / "maths-primary.yaml")
+    projection = NextStepsProjection(
+        {COURSE: course}, SkillParameters({COURSE: course})
+    )
+    rows = MemoryRowStore()
+    events = [
+        answer(f"s{n}", 1, correct=True, course="another-course") for n in range(3)
+    ] + [answer("s9", 1, correct=True)]
+
+    projection.apply(logged(*events), rows)
+
+    plans = {key[0]: row["plan"] for key, row in rows.tables["next_steps"].items()}
+    assert plans["s0"] == plans["s1"] == plans["s2"] == ""
+    assert plans["s9"] != "", "the course it has is planned as before"
+    warnings = [r for r in caplog.records if "another-course" in r.getMessage()]
+    assert len(warnings) == 1
