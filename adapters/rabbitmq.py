@@ -244,6 +244,7 @@ class RabbitMQParked:
     ) -> None:
         self.message = message
         self.dead = dead
+        self.body = message.body
         self.events = read_parked(message.body)
         self.reason = parked_reason(message.headers)
 

@@ -234,6 +234,7 @@ class ParkedMessage(Protocol):
 
     events: list[DeliveredEvent | UnreadableEvent]
     reason: str
+    body: bytes
 
     async def settle(self) -> None:
         """Remove it from the dead-letter queue: its events are on their way."""

@@ -337,6 +337,34 @@ def dead_letters_replay(limit: int) -> None:
     )
 
 
+@dead_letters.command("export")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--limit", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000)
+)
+@click.option(
+    "--remove",
+    is_flag=True,
+    help="Take them off the queue once the file is written (for messages that will "
+    "never be readable); without it they stay parked.",
+)
+def dead_letters_export(out: Path, limit: int, remove: bool) -> None:
+    """Write the oldest parked messages to OUT (a new file) as JSON lines.
+
+    Each line has the reason and the message's bytes in base64, so that what is
+    taken off the queue is kept, and can be looked at or sent back by hand.
+    """
+    from tutorlane.entrypoints.pipeline import export_dead_letters
+
+    settings = _bus_settings()
+    try:
+        written = asyncio.run(export_dead_letters(settings, limit, out, remove))
+    except FileExistsError:
+        raise click.UsageError(f"{out} exists: export writes a new file") from None
+    fate = "removed from" if remove else "still parked in"
+    click.echo(f"{written} messages written to {out}, {fate} {settings.bus_name}.dead")
+
+
 def _run_until_signalled(
     work: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
 ) -> None:

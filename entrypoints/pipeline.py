@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -209,6 +212,36 @@ async def replay_dead_letters(settings: Settings, limit: int) -> ReplayOutcome:
     finally:
         await parked.close()
         await bus.close()
+
+
+async def export_dead_letters(
+    settings: Settings, limit: int, path: Path, remove: bool
+) -> int:
+    """Write up to `limit` parked messages to `path` as JSON lines; return how many.
+
+    Each line holds the reason and the message's bytes in base64, as taken. With
+    `remove`, they leave the queue once the file is safely on disk; without, they
+    stay parked.
+    """
+    assert settings.amqp_url
+    parked = RabbitMQDeadLetters(settings.amqp_url, topology(settings))
+    try:
+        taken = await parked.take(limit)
+        with path.open("xb") as out:
+            for message in taken:
+                line = {
+                    "reason": message.reason,
+                    "body": base64.b64encode(message.body).decode(),
+                }
+                out.write(msgspec.json.encode(line) + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        if remove:
+            for message in taken:
+                await message.settle()
+        return len(taken)
+    finally:
+        await parked.close()
 
 
 async def parked_reasons(settings: Settings, limit: int) -> Counter[str]:

@@ -1,4 +1,4 @@
-"""`tutorlane dead-letters show` and `replay` on the local RabbitMQ.
+"""`tutorlane dead-letters show`, `replay` and `export` on the local RabbitMQ.
 
 Parks what the worker and RabbitMQ park (a single event with the worker's reason, a
 whole bus message without one, an unreadable outbox entry), then runs the commands
@@ -7,10 +7,13 @@ as a user would and reads what reached the shard queues and what stayed parked.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aio_pika
 import pytest
@@ -133,3 +136,34 @@ async def test_show_leaves_every_message_parked_in_order(
 
     bodies = await queued(channel, TOPOLOGY.dead)
     assert bodies == [hint("cy", 1), hint("cy", 2), hint("cy", 3)]
+
+
+async def test_export_keeps_a_copy_and_removes_only_when_asked(
+    rabbitmq_url: str, channel: aio_pika.abc.AbstractChannel, tmp_path: Path
+) -> None:
+    publisher = RabbitMQPublisher(rabbitmq_url, TOPOLOGY)
+    await publisher.dead_letter(b"\x93\x01", UNREADABLE)
+    await publisher.dead_letter(hint("di", 1), WAITED)
+    await publisher.close()
+
+    kept = tmp_path / "kept.jsonl"
+    said = tutorlane(rabbitmq_url, "dead-letters", "export", str(kept))
+    assert f"2 messages written to {kept}, still parked" in said
+    assert f"2 parked in {TOPOLOGY.dead}" in tutorlane(
+        rabbitmq_url, "dead-letters", "show"
+    )
+
+    removed = tmp_path / "removed.jsonl"
+    said = tutorlane(rabbitmq_url, "dead-letters", "export", str(removed), "--remove")
+    assert "2 messages written" in said and "removed from" in said
+    lines = [json.loads(line) for line in removed.read_text().splitlines()]
+    assert [(line["reason"], base64.b64decode(line["body"])) for line in lines] == [
+        (UNREADABLE, b"\x93\x01"),
+        (WAITED, hint("di", 1)),
+    ]
+    assert await queued(channel, TOPOLOGY.dead) == []
+
+    # An existing file is never overwritten.
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        tutorlane(rabbitmq_url, "dead-letters", "export", str(kept))
+    assert "exists" in refused.value.stderr
