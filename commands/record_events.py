@@ -196,7 +196,19 @@ class EventRecorder:
                 await message.done()
                 continue
             held = self._held[part.student]
-            if part.seq in held:
+            waiting = held.get(part.seq)
+            if waiting is not None and waiting.event.event_id != part.event_id:
+                # Two events under one seq (a session rebuilt without the events
+                # still on their way): the first one seen is kept, this one parked.
+                outcome.dead += 1
+                await self._park(
+                    _Pending(part, message),
+                    f"seq {part.seq} of student {part.student} is already taken by "
+                    f"another event ({waiting.event.event_id}); this one is "
+                    f"{part.event_id}",
+                )
+                continue
+            if waiting is not None:
                 # A second copy of an event still waiting here: the first copy
                 # will be recorded, and the bus redelivers it if we crash first.
                 outcome.duplicates += 1

@@ -273,6 +273,24 @@ async def test_another_event_under_a_recorded_seq_is_parked_not_dropped(
     assert "already holds another event" in dead.parked[0][1]
 
 
+async def test_two_events_under_one_seq_in_one_batch_keep_the_first_park_the_other(
+    recorder: EventRecorder, log: FakeEventLog, dead: FakeDeadLetters
+) -> None:
+    first = event("a", 1)
+    other = event("a", 1, message_id="after-a-lost-session")
+    copy = FakeDelivery(first)
+    together = FakeDelivery(first, other)
+
+    outcome = await recorder.record([together, copy])
+
+    recorded = [json.loads(r.state)["event_id"] for r in log.records]
+    assert recorded == [json.loads(first)["event_id"]]
+    assert [body for body, _ in dead.parked] == [other]
+    assert "already taken by another event" in dead.parked[0][1]
+    assert outcome.dead == 1 and outcome.duplicates == 1
+    assert together.acked and copy.acked
+
+
 async def test_a_lookup_that_fails_after_the_append_settles_everything_on_retry(
     recorder: EventRecorder, log: FakeEventLog
 ) -> None:
