@@ -15,13 +15,16 @@ from tutorlane.commands.ports import (
 )
 from tutorlane.domain.events import EVENT_TYPES, Event, UnknownEvent, upcast
 from tutorlane.domain.messages import Reply
-from tutorlane.domain.session import Session, Status
+from tutorlane.domain.session import Session
 
 # A session is stored as a MessagePack array, field values in declaration order after
 # a format number: no field names repeated in every key, which keeps Redis small.
 # New fields go at the end with a default, so older sessions still decode.
 SESSION_FORMAT = 1
 _SESSION_FIELDS = tuple(field.name for field in dataclasses.fields(Session))
+# Counters a session adds to: far below where one more would overflow an int64.
+_COUNTERS = ("version", "seq", "attempts", "hints", "answered", "correct", "horizon")
+MAX_COUNTER = 2**53
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
@@ -59,13 +62,17 @@ def decode_session(data: bytes) -> Session:
         raise CorruptRecord(f"session format {found!r} is not {SESSION_FORMAT}")
     fields = dict(zip(_SESSION_FIELDS, values[1:], strict=False))
     try:
-        fields["status"] = Status(fields.get("status", Status.NEW))
-        fields["plan"] = tuple(fields.get("plan", ()))
-        fields["recent"] = tuple(fields.get("recent", ()))
-        fields["horizon_ids"] = tuple(fields.get("horizon_ids", ()))
-        return Session(**fields)
-    except (TypeError, ValueError) as ex:
+        # NOTE: checks every field's type too: one written by hand must fail here,
+        # not halfway through a student's message.
+        session = msgspec.convert(fields, Session)
+    except msgspec.ValidationError as ex:
         raise CorruptRecord(f"session fields do not fit ({ex})") from None
+    for name in _COUNTERS:
+        if not 0 <= getattr(session, name) < MAX_COUNTER:
+            raise CorruptRecord(
+                f"session {name} {getattr(session, name)} is out of range"
+            )
+    return session
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

@@ -101,14 +101,19 @@ return 1
 """
 
 
-# KEYS: session, where to keep it. ARGV: the damaged value, seconds to keep it.
-# Only the value found damaged moves: one written meanwhile stays.
+# KEYS: session, where to keep it. ARGV: the damaged value ('' for a key that is
+# not a string), seconds to keep it. Only what was found damaged moves: a session
+# written meanwhile stays.
 _SET_ASIDE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then
   return 0
 end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-redis.call('DEL', KEYS[1])
+if kind == 'string' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """
 
@@ -174,8 +179,14 @@ class RedisSessionStore:
         restored from the event store as after a loss; one from a newer release is
         left alone and raises SessionFromNewerRelease.
         """
-        async with self._in_flight, asyncio.timeout(self.timeout):
-            data = await self.redis.get(self.session_key(student))
+        try:
+            async with self._in_flight, asyncio.timeout(self.timeout):
+                data = await self.redis.get(self.session_key(student))
+        except ResponseError as ex:
+            if not str(ex).startswith("WRONGTYPE"):
+                raise
+            await self._move_aside(student, b"", CorruptRecord("not a string key"))
+            return Session()
         if data is None:
             return Session()
         try:
@@ -476,7 +487,15 @@ def _stored_session(data: bytes) -> Session:
     version, bar, encoded = data.partition(b"|")
     if not bar or not version.isdigit():
         raise CorruptRecord("a stored session starts with its version and a bar")
-    return decode_session(encoded)
+    session = decode_session(encoded)
+    # NOTE: the Lua scripts compare the prefix as text: one that disagrees with the
+    # version inside (or has a leading zero) would refuse every commit, as would
+    # version 0, which the commit takes for "no session yet".
+    if session.version < 1 or version != b"%d" % session.version:
+        raise CorruptRecord(
+            f"session prefix {version[:20]!r} is not its version {session.version}"
+        )
+    return session
 
 
 def _no_script(answer: Any) -> bool:

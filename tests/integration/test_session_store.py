@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from tutorlane.adapters.codecs import SESSION_FORMAT, decode_events
+from tutorlane.adapters.codecs import SESSION_FORMAT, decode_events, encode_session
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
 from tutorlane.bootstrap import REDIS_CONNECTIONS, REDIS_POOL_SIZE, connect_redis
@@ -319,20 +320,56 @@ async def test_a_redis_that_accepts_but_never_answers_times_out_every_call() -> 
         server.close()
 
 
+def _fields(**values: object) -> bytes:
+    """A session's stored list with some fields (in declaration order) replaced."""
+    session = msgspec.msgpack.decode(encode_session(Session(version=7, seq=3)))
+    for name, value in values.items():
+        session[1 + [f.name for f in dataclasses.fields(Session)].index(name)] = value
+    return msgspec.msgpack.encode(session)
+
+
+DAMAGED = {
+    "not msgpack": b"7|\xc1 not msgpack",
+    "no prefix": encode_session(Session(version=7)),
+    "prefix not the version": b"5|" + encode_session(Session(version=7)),
+    "leading zero": b"07|" + encode_session(Session(version=7)),
+    "format alone": b"0|" + msgspec.msgpack.encode([SESSION_FORMAT]),
+    "seq not a number": b"7|" + _fields(seq="x"),
+    "time not a number": b"7|" + _fields(last_seen="yesterday"),
+    "fingerprints not bytes": b"7|" + _fields(recent=[1, 2, 3]),
+    "version past int64": b"18446744073709551615|" + _fields(version=2**64 - 1),
+}
+
+
+@pytest.mark.parametrize("damaged", DAMAGED.values(), ids=DAMAGED.keys())
 async def test_a_damaged_session_is_set_aside_and_reads_as_none(
-    store: RedisSessionStore, redis_client: Redis
+    store: RedisSessionStore, redis_client: Redis, damaged: bytes
 ) -> None:
     await store.commit(STUDENT, 0, Session(version=7), PHONE, Reply("hi"), [])
     key = store.session_key(STUDENT)
-    await redis_client.set(key, b"7|\xc1 not msgpack")
+    await redis_client.set(key, damaged)
 
     assert await store.load(STUDENT) == Session()
 
     assert await redis_client.get(key) is None
     kept = store.damaged_key(STUDENT)
-    assert await redis_client.get(kept) == b"7|\xc1 not msgpack"
+    assert await redis_client.get(kept) == damaged
     assert 6 * 24 * 3600 < await redis_client.ttl(kept) <= 7 * 24 * 3600
     # With the damaged value gone, a new session commits as for a new student.
+    await store.commit(STUDENT, 0, Session(version=9), PHONE, Reply("hi"), [])
+    assert (await store.load(STUDENT)).version == 9
+
+
+async def test_a_key_of_another_type_is_set_aside_too(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    key = store.session_key(STUDENT)
+    await redis_client.hset(key, "a", "b")
+
+    assert await store.load(STUDENT) == Session()
+
+    assert await redis_client.exists(key) == 0
+    assert await redis_client.hgetall(store.damaged_key(STUDENT)) == {b"a": b"b"}
     await store.commit(STUDENT, 0, Session(version=9), PHONE, Reply("hi"), [])
     assert (await store.load(STUDENT)).version == 9
 
