@@ -135,10 +135,25 @@ def _check_storable(event: Event, raw: bytes) -> None:
     """Refuse an event the event store could not keep, before it blocks a batch."""
     if not 0 < len(event.student) <= MAX_STUDENT_CHARS:
         raise CorruptRecord(f"student must be 1 to {MAX_STUDENT_CHARS} characters")
-    if event.seq < 1:
-        raise CorruptRecord(f"seq must be 1 or more, not {event.seq}")
+    if not 1 <= event.seq < 2**53:
+        raise CorruptRecord(f"seq must be from 1 to 2**53, not {event.seq}")
     if len(raw) > MAX_EVENT_BYTES:
         raise CorruptRecord(f"event of {len(raw)} bytes is over {MAX_EVENT_BYTES}")
+    if not 0 <= event.occurred_at < _LATEST_TIME:
+        raise CorruptRecord(f"occurred_at {event.occurred_at} is not a time")
+    # NOTE: a value the read models cannot hold would stop every projection at
+    # this event, batch after batch: it is parked here instead.
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        limit = _TEXT_COLUMNS.get(field.name)
+        if limit is not None and len(value) > limit:
+            raise CorruptRecord(f"{field.name} is over {limit} characters")
+        if (
+            type(value) is int
+            and field.name != "seq"
+            and not -_INT_COLUMN < value < _INT_COLUMN
+        ):
+            raise CorruptRecord(f"{field.name} {value} is out of range")
 
 
 def event_topic(event: Event) -> str:
@@ -224,6 +239,21 @@ def read_parked(body: bytes) -> list[DeliveredEvent | UnreadableEvent]:
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_STUDENT_CHARS = 64
+# The widest text each read model's column holds (adapters/sql_projections.py).
+_TEXT_COLUMNS = {
+    "event_id": 36,
+    "course": 64,
+    "node": 64,
+    "skill": 64,
+    "remediation_node": 64,
+    "answer": 512,
+    "trigger": 32,
+    "misconception": 512,
+    "evidence": 512,
+    "model": 128,
+}
+_LATEST_TIME = 4_102_444_800.0  # 2100-01-01: beyond it no real event lies
+_INT_COLUMN = 2**31
 
 
 def _delivered(raw: bytes) -> DeliveredEvent | UnreadableEvent:
