@@ -31,6 +31,8 @@ _decoder = msgspec.msgpack.Decoder()
 _json_encoder = msgspec.json.Encoder()
 _json_decoder = msgspec.json.Decoder()
 _envelope_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+# NOTE: typed, so that a reply entry of the wrong shape fails here, as unreadable.
+_reply_decoder = msgspec.msgpack.Decoder(tuple[str, str, tuple[str, ...], float])
 
 
 class CorruptRecord(ValueError):
@@ -191,10 +193,10 @@ def encode_reply(outgoing: OutgoingReply) -> bytes:
 def decode_reply(data: bytes) -> OutgoingReply:
     """Read an outbox reply back."""
     try:
-        to, text, buttons, created_at = _decoder.decode(data)
-    except (ValueError, TypeError) as ex:
+        to, text, buttons, created_at = _reply_decoder.decode(data)
+    except msgspec.DecodeError as ex:
         raise CorruptRecord(f"outbox reply cannot be read: {ex}") from None
-    return OutgoingReply(to, Reply(text, tuple(buttons)), created_at)
+    return OutgoingReply(to, Reply(text, buttons), created_at)
 
 
 def outbox_entry(entry_id: str, payload: bytes) -> OutboxEntry:

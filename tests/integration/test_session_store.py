@@ -202,19 +202,30 @@ async def test_the_same_message_delivered_twice_at_once_replies_once(
     assert (session.version, session.answered, session.correct) == (first + 1, 1, 1)
 
 
+UNREADABLE_REPLIES = {
+    "not msgpack": b"garbage",
+    "text not a string": msgspec.msgpack.encode([PHONE, 5, None, "x"]),
+    "buttons not strings": msgspec.msgpack.encode([PHONE, "t", [1], 1.0]),
+    "too short": msgspec.msgpack.encode([PHONE, "t"]),
+}
+
+
+@pytest.mark.parametrize(
+    "unreadable", UNREADABLE_REPLIES.values(), ids=UNREADABLE_REPLIES.keys()
+)
 async def test_an_unreadable_reply_is_set_aside_and_the_others_still_swept(
-    store: RedisSessionStore, redis_client: Redis
+    store: RedisSessionStore, redis_client: Redis, unreadable: bytes
 ) -> None:
     entry_id = await store.commit(STUDENT, 0, Session(version=1), PHONE, Reply("x"), [])
     shard = shard_of(STUDENT, store.shards)
-    await redis_client.xadd(store.replies_key(shard), {"s": "someone", "r": "garbage"})
+    await redis_client.xadd(store.replies_key(shard), {"s": "someone", "r": unreadable})
 
     pending = await store.unconfirmed(shard, time.time() + 60, 10)
 
     assert [item.entry_id for item in pending] == [entry_id]
     assert await redis_client.xlen(store.replies_key(shard)) == 1
     dead: Any = await redis_client.xrange(f"tl:{{s{shard:02d}}}:r-dead")
-    assert dead[0][1][b"r"] == b"garbage"
+    assert dead[0][1][b"r"] == unreadable
 
 
 async def test_an_event_outbox_entry_without_its_payload_reads_as_unreadable(
