@@ -19,11 +19,12 @@ MAX_ANSWER_TEXT = 256
 
 # Ten or more digits in a run look like a phone number, whatever separates them
 # (anything but a letter: spaces, punctuation, symbols, emoji, invisible marks; so
-# keycap emoji digits too) and in any script's digits; a letter O between digits
-# counts as a zero. Students do type their number into a chat. A list of ten small
+# keycap emoji digits too, and typed fractions such as ½) and in any script's
+# digits; a letter O counts as a zero between digits, or after the last one when no
+# letter follows it. Students do type their number into a chat. A list of ten small
 # numbers is removed too; it was never a right answer.
-_SEPARATORS = r"[\W_]*"
-_DIGIT = r"(?:\d|[oO](?=[\W_]*[\doO]))"
+_SEPARATORS = r"[\W_\u00bc-\u00be\u2150-\u215f]*"
+_DIGIT = r"(?:\d|[oO](?=[\W_]*[\doO])|(?<=\d)[oO](?![^\W\d_]))"
 _PHONE_LIKE = re.compile(
     rf"(?:[+(][\W_]*)?\d(?:{_SEPARATORS}{_DIGIT}){{9,}}(?:\ufe0f?\u20e3)?"
 )

@@ -28,6 +28,9 @@ PHONE = "9800000001"
         "९८००००००० १",
         "９８０００００００１",
         "98\u200b00\u200b00\u200b0001",
+        "98000 0000O",
+        "98000 0000o.",
+        "9800½000001",
     ],
 )
 def test_a_phone_number_however_typed_is_removed(typed: str) -> None:
@@ -39,7 +42,17 @@ def test_a_phone_number_however_typed_is_removed(typed: str) -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    ["500", "answer is 500 (ok)", "1/2", "3.75", "12,345", "good 1234", "5, 7, 9"],
+    [
+        "500",
+        "answer is 500 (ok)",
+        "1/2",
+        "3.75",
+        "12,345",
+        "good 1234",
+        "5, 7, 9",
+        "1000 Ok",
+        "2½",
+    ],
 )
 def test_answers_are_kept_as_typed(answer: str) -> None:
     assert redact_answer(answer) == answer
