@@ -21,7 +21,8 @@ class InProcessDelivery:
         self.events = read_envelope(body)
 
     async def ack(self) -> None:
-        """Nothing to tell: the queue already let go of it."""
+        """Count it settled: its events are recorded (or parked)."""
+        self.bus.unsettled -= 1
 
     async def retry_later(self) -> None:
         """Put it back at the end of its queue after a short pause."""
@@ -38,12 +39,17 @@ class InProcessBus:
         ]
         self.dead: list[tuple[bytes, str]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # Published and not yet acknowledged, wherever they are: in a queue, being
+        # handed over, in the worker's hands. Counted, because a message between
+        # two places is in neither.
+        self.unsettled = 0
 
     async def publish(self, messages: Sequence[BusMessage]) -> None:
         """Queue every message; nothing to confirm in process."""
         for index, bodies in envelopes(messages, len(self.queues)):
             body = encode_envelope(bodies)
             self.queues[index].put_nowait(InProcessDelivery(self, index, body))
+            self.unsettled += 1
 
     async def dead_letter(self, body: bytes, reason: str) -> None:
         """Keep a poison message and its reason."""
@@ -65,7 +71,3 @@ class InProcessBus:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def waiting(self) -> int:
-        """Count the messages queued and not yet handed over."""
-        return sum(queue.qsize() for queue in self.queues)

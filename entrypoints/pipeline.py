@@ -70,13 +70,9 @@ class EmbeddedPipeline:
 
     async def idle(self) -> bool:
         """Tell whether every committed event has reached the event store."""
-        return (
-            self.bus.waiting() == 0
-            and self.batcher.inbox.empty()
-            and self.batcher.in_hand == 0
-            and self.batcher.recorder.held == 0
-            and await self.outbox.length() == 0
-        )
+        # NOTE: an entry leaves the outbox only once it is on the bus, and a bus
+        # message is acknowledged only once its events are in the store.
+        return self.bus.unsettled == 0 and await self.outbox.length() == 0
 
     async def close(self, drain_seconds: float = 10.0) -> None:
         """Let committed events reach the store, then stop and close it."""

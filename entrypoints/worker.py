@@ -22,7 +22,6 @@ class Batcher:
         self.max_batch = max_batch
         self.linger = linger
         self.inbox: asyncio.Queue[Delivery] = asyncio.Queue()
-        self.in_hand = 0  # deliveries taken from the inbox, not yet recorded
 
     async def on_delivery(self, delivery: Any) -> None:
         """Take one delivery from the bus."""
@@ -35,12 +34,10 @@ class Batcher:
             batch = [await asyncio.wait_for(self.inbox.get(), idle)]
         except TimeoutError:
             return []
-        self.in_hand = 1
         deadline = loop.time() + self.linger
         while len(batch) < self.max_batch:
             if not self.inbox.empty():
                 batch.append(self.inbox.get_nowait())
-                self.in_hand += 1
                 continue
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -49,7 +46,6 @@ class Batcher:
                 batch.append(await asyncio.wait_for(self.inbox.get(), remaining))
             except TimeoutError:
                 break
-            self.in_hand += 1
         return batch
 
     async def run(self) -> None:
@@ -61,7 +57,6 @@ class Batcher:
             batch = [] if retrying else await self.next_batch()
             try:
                 await self.recorder.record(batch)
-                self.in_hand = 0
             except Exception as ex:
                 # Nothing was settled: the events wait here and in the bus.
                 logger.warning(
