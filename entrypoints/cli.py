@@ -6,9 +6,11 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import click
 
@@ -26,19 +28,36 @@ def load_settings() -> Settings:
     """Read settings from the environment, or exit with what is wrong."""
     from pydantic import ValidationError
 
-    from tutorlane.entrypoints.settings import Settings
+    from tutorlane.entrypoints.settings import Settings, variable_of
 
     try:
         return Settings()
     except ValidationError as ex:
         problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            f"{'.'.join(variable_of(str(part)) for part in error['loc']) or 'settings'}"
+            f": {error['msg'].removeprefix('Value error, ')}"
             for error in ex.errors()
         )
         raise click.ClickException(f"bad configuration: {problems}") from None
 
 
-@click.group()
+class _ClearErrorsGroup(click.Group):
+    """The command group; a service that fails or a bad setting ends in one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; turn the failures a user can fix into a clear exit."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException:
+            raise
+        except Exception as ex:
+            problem = _service_problem(ex)
+            if problem is None:
+                raise  # unexpected: its traceback is worth seeing
+            raise click.ClickException(problem) from None
+
+
+@click.group(cls=_ClearErrorsGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """tutorlane: the backend of a chat maths tutor on SwiftChat."""
@@ -73,6 +92,9 @@ def serve(host: str, port: int, workers: int) -> None:
         course = pick_course(settings)
     except CourseError as ex:
         raise click.ClickException(str(ex)) from None
+    # NOTE: read (or made) here, once: the server would fail on it after the
+    # banner, in a traceback, in every worker process.
+    _read_pseudonymiser(settings)
 
     _check_port_free(host, port)
     secret = webhook_secret(settings)
@@ -376,9 +398,30 @@ def _run_until_signalled(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await work(stop)
+        try:
+            await work(stop)
+        finally:
+            await _end_leftover_tasks()
 
     asyncio.run(main_task())
+
+
+async def _end_leftover_tasks(seconds: float = 5.0) -> None:
+    """Cancel the tasks that clients left running, again while any carries on.
+
+    NOTE: aio-pika's reconnecting task, left behind by a start-up cut short, takes
+    a cancel while it connects for a failed attempt and tries again; `asyncio.run`
+    cancels once and then waits for it forever.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        leftover = asyncio.all_tasks() - {asyncio.current_task()}
+        if not leftover:
+            return
+        for task in leftover:
+            task.cancel()
+        await asyncio.wait(leftover, timeout=0.1)
 
 
 T = TypeVar("T")
@@ -394,10 +437,166 @@ def _with_database_errors(work: Callable[[], T]) -> T:
     try:
         return work()
     except (PersistenceError, DBAPIError) as ex:
-        reason = getattr(ex, "orig", None) or ex
-        raise click.ClickException(f"the database failed: {reason}") from None
+        settings = load_settings()
+        problem = _failed(settings, _DATABASE, _reason(ex))
+        raise click.ClickException(_without_passwords(problem, settings)) from None
     except CourseError as ex:
         raise click.ClickException(str(ex)) from None
+
+
+@dataclass(frozen=True)
+class _Service:
+    """A service a command uses: its name, its setting, its clients' modules."""
+
+    name: str
+    setting: str
+    url_attribute: str  # of `Settings`
+    modules: tuple[str, ...]
+
+    def where(self, settings: Settings) -> str:
+        """Return where the settings say it is, without credentials."""
+        from tutorlane.entrypoints.settings import hide_password
+
+        return hide_password(getattr(settings, self.url_attribute)) or "?"
+
+
+_REDIS = _Service("Redis", "TUTORLANE_REDIS_URL", "redis_url", ("redis",))
+_RABBITMQ = _Service(
+    "RabbitMQ", "TUTORLANE_AMQP_URL", "amqp_url", ("aio_pika", "aiormq", "pamqp")
+)
+_DATABASE = _Service(
+    "the database",
+    "TUTORLANE_DATABASE_URL",
+    "event_store_url",
+    ("sqlalchemy", "eventsourcing", "MySQLdb", "sqlite3", "alembic"),
+)
+
+
+def _service_problem(ex: Exception) -> str | None:
+    """Return one line on a failed service or setting, or None for other errors."""
+    from tutorlane.bootstrap import ServiceUnavailable
+    from tutorlane.domain.course import CourseError
+
+    settings = load_settings()
+    if isinstance(ex, (ServiceUnavailable, CourseError)):
+        problem: str | None = str(ex)
+    else:
+        problem = _what_failed(ex, settings)
+    return None if problem is None else _without_passwords(problem, settings)
+
+
+def _what_failed(ex: Exception, settings: Settings) -> str | None:
+    """Say what failed and which setting to check, if `ex` tells of either."""
+    import socket
+
+    import aiormq.exceptions
+    import redis.exceptions
+    import sqlalchemy.exc
+    from eventsourcing import persistence
+
+    if isinstance(ex, OSError) and ex.filename is not None:
+        for folder, setting in _folders(settings):
+            if _is_in(folder, ex.filename):
+                return (
+                    f"cannot use {ex.filename} ({ex.strerror}); set {setting} to "
+                    "a place this user can write"
+                )
+    if isinstance(ex, sqlalchemy.exc.ArgumentError):
+        return f"{_DATABASE.setting}: {_reason(ex)}"
+
+    refused_login = (
+        redis.exceptions.AuthenticationError,
+        aiormq.exceptions.AuthenticationError,
+        aiormq.exceptions.ProbableAuthenticationError,
+    )
+    failed = (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.RedisClusterException,
+        aiormq.exceptions.AMQPConnectionError,
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        persistence.OperationalError,
+        persistence.InterfaceError,
+        ConnectionError,
+        TimeoutError,
+        socket.gaierror,
+    )
+    service = _service_of(ex) if isinstance(ex, failed) else None
+    if service is None:
+        return None
+    if isinstance(ex, refused_login):
+        return (
+            f"{service.name} at {service.where(settings)} refused the login; check "
+            f"the user and password in {service.setting}"
+        )
+    return _failed(settings, service, _reason(ex))
+
+
+def _failed(settings: Settings, service: _Service, reason: str) -> str:
+    return (
+        f"{service.name} at {service.where(settings)} failed: {reason}. "
+        f"Is it running? Check {service.setting}"
+    )
+
+
+def _without_passwords(message: str, settings: Settings) -> str:
+    """Return `message` with any password of the configured URLs replaced by ***.
+
+    NOTE: the URLs shown are already without credentials; this is for a driver's
+    message that might quote one.
+    """
+    for url in (settings.redis_url, settings.amqp_url, settings.database_url):
+        password = urlsplit(url or "").password
+        if password:
+            message = message.replace(password, "***")
+            message = message.replace(unquote(password), "***")
+    return message
+
+
+def _service_of(ex: BaseException) -> _Service | None:
+    """Return the service whose client raised `ex`, from its type or its traceback.
+
+    NOTE: the traceback, because clients also raise the built-in errors (aio-pika a
+    bare TimeoutError when RabbitMQ accepts a connection and never answers).
+    """
+    import traceback
+
+    modules = [type(ex).__module__]
+    frames = [frame for frame, _line in traceback.walk_tb(ex.__traceback__)]
+    modules += [frame.f_globals.get("__name__", "") for frame in reversed(frames)]
+    for module in modules:
+        for service in (_REDIS, _RABBITMQ, _DATABASE):
+            if module.partition(".")[0] in service.modules:
+                return service
+    return None
+
+
+def _reason(ex: BaseException) -> str:
+    """Return the first line of what the driver said, or the error's name."""
+    for error in (getattr(ex, "orig", None), ex, ex.__cause__):
+        if isinstance(error, BaseException) and str(error).strip():
+            return str(error).strip().splitlines()[0].rstrip(".")
+    return type(ex).__name__
+
+
+def _folders(settings: Settings) -> list[tuple[Path, str]]:
+    """Return the folders tutorlane writes in, each with the setting that says so."""
+    import sqlalchemy as sa
+
+    folders = [(settings.var_dir, "TUTORLANE_VAR")]
+    if settings.database_url is not None:
+        url = sa.make_url(settings.database_url)
+        if url.get_backend_name() == "sqlite" and url.database:
+            folders.append((Path(url.database).parent, "TUTORLANE_DATABASE_URL"))
+    return folders
+
+
+def _is_in(folder: Path, filename: object) -> bool:
+    """Tell whether `filename` (of an OSError) is `folder` or inside it."""
+    if not isinstance(filename, (str, Path)):
+        return False
+    return Path(filename).resolve().is_relative_to(folder.resolve())
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> None:
@@ -830,12 +1029,26 @@ def replay_dataset(
 
 def _existing_pseudonymiser(settings: Settings) -> Callable[[str], str] | None:
     """Return the deployment's pseudonymiser if its key exists; never make a key."""
-    from tutorlane.bootstrap import make_pseudonymiser
-
     path = settings.var_dir / "pseudonym.key"
     if settings.pseudonym_key is not None or path.exists():
-        return make_pseudonymiser(settings)
+        return _read_pseudonymiser(settings)
     return None
+
+
+def _read_pseudonymiser(settings: Settings) -> Callable[[str], str]:
+    """Return the pseudonymiser (making its key if there is none), or exit."""
+    from tutorlane.bootstrap import make_pseudonymiser
+
+    try:
+        return make_pseudonymiser(settings)
+    except ValueError:
+        # NOTE: without the error's text, which may quote the key's bytes.
+        path = settings.var_dir / "pseudonym.key"
+        raise click.ClickException(
+            f"{path} does not hold a pseudonym key (64 hex digits): put the "
+            "deployment's key back, or set TUTORLANE_PSEUDONYM_KEY (another key "
+            "gives every student another pseudonym)"
+        ) from None
 
 
 @replay.command("fit")

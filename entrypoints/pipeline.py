@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import logging
 import os
 import socket
 import threading
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from redis.asyncio import Redis
@@ -27,7 +29,6 @@ from tutorlane.adapters.rabbitmq import (
 )
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.adapters.redis_sessions import RedisClient
-from tutorlane.commands.ports import EventPublisher
 from tutorlane.commands.record_events import EventRecorder
 from tutorlane.commands.relay_events import EventRelay
 from tutorlane.commands.replay_dead_letters import ReplayDeadLetters, ReplayOutcome
@@ -36,6 +37,8 @@ from tutorlane.entrypoints.settings import Settings
 from tutorlane.entrypoints.worker import Batcher
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def topology(settings: Settings) -> Topology:
@@ -145,24 +148,80 @@ async def start_embedded_pipeline(
     return pipeline
 
 
+class StoppedStarting(Exception):
+    """The stop signal came while a process was still starting."""
+
+
+# How long a start-up step, cancelled by a stop, may take to clean up.
+CANCEL_GRACE_SECONDS = 2.0
+
+
+async def unless_stopped(starting: Awaitable[T], stop: asyncio.Event) -> T:
+    """Return what `starting` returns; cancel it and raise if `stop` is set first.
+
+    A service that does not answer keeps its client connecting or retrying for a
+    while; a stop meanwhile must not wait for it.
+    """
+    start = asyncio.ensure_future(starting)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((start, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not start.done():
+            start.cancel()
+            await asyncio.wait((start,), timeout=CANCEL_GRACE_SECONDS)
+    if not start.done() or start.cancelled():
+        raise StoppedStarting
+    return start.result()
+
+
+async def _open_store_abandonably(settings: Settings) -> EventStore:
+    """Open the event store in a daemon thread, which a stop need not wait for.
+
+    NOTE: not `asyncio.to_thread`: Python waits at exit for the threads of that
+    pool, and a database that drops packets holds a connecting thread for minutes.
+    """
+    opened: concurrent.futures.Future[EventStore] = concurrent.futures.Future()
+
+    def open_it() -> None:
+        if not opened.set_running_or_notify_cancel():
+            return
+        try:
+            opened.set_result(open_event_store(settings.event_store_url))
+        except Exception as ex:
+            opened.set_exception(ex)
+
+    threading.Thread(target=open_it, name="open-event-store", daemon=True).start()
+    return await asyncio.wrap_future(opened)
+
+
 async def run_relay(settings: Settings, batch: int, stop: asyncio.Event) -> None:
     """Relay the Redis event outbox to RabbitMQ until `stop` is set."""
     assert settings.redis_url and settings.amqp_url
-    # NOTE: longer than the relay's blocking reads, so that none of them times out.
+    # NOTE: a socket timeout longer than the relay's blocking reads, so that none of
+    # them times out; a connect timeout, so that a Redis that drops packets fails
+    # the start instead of holding it.
+    options: dict[str, Any] = {"socket_timeout": 10.0, "socket_connect_timeout": 5.0}
     redis: RedisClient
     if settings.redis_cluster:
-        redis = RedisCluster.from_url(settings.redis_url, socket_timeout=10.0)
+        redis = RedisCluster.from_url(settings.redis_url, **options)
     else:
-        redis = Redis.from_url(settings.redis_url, socket_timeout=10.0)
+        redis = Redis.from_url(settings.redis_url, **options)
     outbox = RedisEventOutbox(redis, settings.shards)
-    await outbox.ensure_groups()
     publisher = RabbitMQPublisher(settings.amqp_url, topology(settings))
-    relay = EventRelay(outbox, publisher, consumer_name(), batch=batch)
-    logger.info(
-        "relay started: %d outbox shards -> %d queues", settings.shards, settings.queues
-    )
     try:
+        await unless_stopped(outbox.ensure_groups(), stop)
+        relay = EventRelay(outbox, publisher, consumer_name(), batch=batch)
+        logger.info(
+            "relay started: %d outbox shards -> %d queues",
+            settings.shards,
+            settings.queues,
+        )
         await relay.run(stop)
+    except StoppedStarting:
+        logger.info("relay stopped while connecting to Redis")
+        return
     finally:
         await publisher.close()
         await redis.aclose()
@@ -174,25 +233,33 @@ async def run_worker(
 ) -> None:
     """Record events from RabbitMQ into the event store until `stop` is set."""
     assert settings.amqp_url
-    store = await open_store(settings)
-    dead_letters: EventPublisher = RabbitMQPublisher(
-        settings.amqp_url, topology(settings)
-    )
+    try:
+        store = await unless_stopped(_open_store_abandonably(settings), stop)
+    except StoppedStarting:
+        logger.info("worker stopped while opening the event store")
+        return
+    dead_letters = RabbitMQPublisher(settings.amqp_url, topology(settings))
     recorder = EventRecorder(store, dead_letters)
     batcher = Batcher(recorder, max_batch=batch)
     consumer = RabbitMQConsumer(settings.amqp_url, topology(settings), prefetch)
-    await consumer.start(batcher.on_delivery)
-    logger.info(
-        "worker started: %d queues -> %s",
-        settings.queues,
-        settings.describe()["events"],
-    )
-    recording = asyncio.create_task(batcher.run())
+    recording: asyncio.Task[None] | None = None
     try:
+        await unless_stopped(consumer.start(batcher.on_delivery), stop)
+        logger.info(
+            "worker started: %d queues -> %s",
+            settings.queues,
+            settings.describe()["events"],
+        )
+        recording = asyncio.create_task(batcher.run())
         await stop.wait()
+    except StoppedStarting:
+        logger.info("worker stopped while connecting to RabbitMQ")
+        return
     finally:
-        recording.cancel()
+        if recording is not None:
+            recording.cancel()
         await consumer.close()
+        await dead_letters.close()
         await asyncio.to_thread(store.close)
     # NOTE: a batch cut short was not acknowledged: RabbitMQ delivers it again.
     logger.info("worker stopped: every acknowledged event is in the event store")

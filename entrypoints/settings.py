@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tutorlane.adapters.flow_files import SHIPPED_FLOWS
@@ -57,6 +58,72 @@ class Settings(BaseSettings):
         True, description="with no API key: the rule-based stand-in, else off"
     )
 
+    # NOTE: URLs are checked here, before anything connects: a client given a URL
+    # it cannot use fails later and less clearly (aio-pika retries it forever).
+    # The messages never repeat the value, which may hold a password.
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_a_redis_url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                "must start with redis://, rediss:// or unix://, as in "
+                "redis://localhost:6379/0"
+            )
+        return url
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url_is_an_amqp_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        try:
+            has_host = bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a port that is not a number
+            has_host = False
+        if parts.scheme not in ("amqp", "amqps") or not has_host:
+            raise ValueError(
+                "must start with amqp:// or amqps:// and name a host, as in "
+                "amqp://guest:guest@localhost:5672/"
+            )
+        return url
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_an_event_store(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL; give one as in "
+                "mysql+mysqldb://user:password@host:3306/tutorlane or "
+                "sqlite:///var/events.db"
+            ) from None
+        backend = parsed.get_backend_name()
+        if backend not in ("mysql", "mariadb", "sqlite"):
+            raise ValueError(
+                f"the event store runs on MariaDB (mysql+mysqldb://...) or SQLite "
+                f"(sqlite:///file.db), not {backend!r}"
+            )
+        if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+            raise ValueError(
+                "an in-memory SQLite database is empty for each connection; give a "
+                "file, as in sqlite:///var/events.db"
+            )
+        return url
+
+    @field_validator("pseudonym_key")
+    @classmethod
+    def _pseudonym_key_is_long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value().encode()) < 16:
+            raise ValueError("must be at least 16 bytes long (32 random bytes is best)")
+        return key
+
     @model_validator(mode="after")
     def _swiftchat_needs_credentials(self) -> Settings:
         if self.swiftchat_base_url and not self.swiftchat_bot_id:
@@ -81,20 +148,34 @@ class Settings(BaseSettings):
     def describe(self) -> dict[str, str]:
         """Return where each service is, without credentials, for the start banner."""
         return {
-            "sessions": _hide_password(self.redis_url) or "fakeredis (in process)",
+            "sessions": hide_password(self.redis_url) or "fakeredis (in process)",
             "replies": self.swiftchat_base_url
             or "local sink (read by `tutorlane chat`)",
             "bus": (
-                f"{_hide_password(self.amqp_url)} ({self.bus_name}.*)"
+                f"{hide_password(self.amqp_url)} ({self.bus_name}.*)"
                 if self.amqp_url
                 else "in-process queues"
             ),
-            "events": _hide_password(self.event_store_url) or "",
+            "events": hide_password(self.event_store_url) or "",
             "courses": str(self.flows),
         }
 
 
-def _hide_password(url: str | None) -> str | None:
+def variable_of(field: str) -> str:
+    """Return the environment variable that sets a field of `Settings`."""
+    info = Settings.model_fields.get(field)
+    if info is None:  # an alias already, as pydantic names those fields' errors
+        return field
+    alias = info.validation_alias
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"{Settings.model_config.get('env_prefix', '')}{field.upper()}"
+
+
+def hide_password(url: str | None) -> str | None:
+    """Return `url` with its credentials replaced by ***, to be shown or logged."""
     if url is None or "@" not in url:
         return url
     scheme, _, rest = url.partition("://")
