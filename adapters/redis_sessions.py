@@ -373,7 +373,9 @@ class RedisSessionStore:
         for entry_id, fields in rows:
             try:
                 pending.append(_pending(entry_id, fields))
-            except (CorruptRecord, KeyError) as ex:
+            except (ValueError, KeyError) as ex:
+                # NOTE: ValueError covers CorruptRecord and a student id that is
+                # not UTF-8.
                 await self._quarantine(shard, entry_id, fields, ex)
         return pending
 

@@ -383,6 +383,8 @@ def dead_letters_export(out: Path, limit: int, remove: bool) -> None:
         written = asyncio.run(export_dead_letters(settings, limit, out, remove))
     except FileExistsError:
         raise click.UsageError(f"{out} exists: export writes a new file") from None
+    except OSError as ex:
+        raise click.UsageError(f"cannot write {out}: {ex.strerror}") from None
     fate = "removed from" if remove else "still parked in"
     click.echo(f"{written} messages written to {out}, {fate} {settings.bus_name}.dead")
 
@@ -510,6 +512,10 @@ def _what_failed(ex: Exception, settings: Settings) -> str | None:
         aiormq.exceptions.ProbableAuthenticationError,
     )
     failed = (
+        # NOTE: also what a server answers to a bad URL path (a Redis database
+        # number out of range, an AMQP vhost that does not exist).
+        redis.exceptions.ResponseError,
+        aiormq.exceptions.AMQPError,
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
         redis.exceptions.RedisClusterException,

@@ -64,7 +64,14 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url_is_a_redis_url(cls, url: str | None) -> str | None:
-        if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(
                 "must start with redis://, rediss:// or unix://, as in "
                 "redis://localhost:6379/0"

@@ -163,7 +163,13 @@ async def test_export_keeps_a_copy_and_removes_only_when_asked(
     ]
     assert await queued(channel, TOPOLOGY.dead) == []
 
-    # An existing file is never overwritten.
+    # An existing file is never overwritten, and a file that cannot be written is
+    # said so in a line.
     with pytest.raises(subprocess.CalledProcessError) as refused:
         tutorlane(rabbitmq_url, "dead-letters", "export", str(kept))
     assert "exists" in refused.value.stderr
+    nowhere = tmp_path / "no" / "such" / "folder.jsonl"
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        tutorlane(rabbitmq_url, "dead-letters", "export", str(nowhere))
+    assert "cannot write" in refused.value.stderr
+    assert "Traceback" not in refused.value.stderr

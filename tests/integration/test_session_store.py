@@ -11,7 +11,13 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from tutorlane.adapters.codecs import SESSION_FORMAT, decode_events, encode_session
+from tutorlane.adapters.codecs import (
+    SESSION_FORMAT,
+    OutgoingReply,
+    decode_events,
+    encode_reply,
+    encode_session,
+)
 from tutorlane.adapters.redis_event_outbox import RedisEventOutbox
 from tutorlane.adapters.redis_sessions import RedisSessionStore, shard_of
 from tutorlane.bootstrap import REDIS_CONNECTIONS, REDIS_POOL_SIZE, connect_redis
@@ -226,6 +232,19 @@ async def test_an_unreadable_reply_is_set_aside_and_the_others_still_swept(
     assert await redis_client.xlen(store.replies_key(shard)) == 1
     dead: Any = await redis_client.xrange(f"tl:{{s{shard:02d}}}:r-dead")
     assert dead[0][1][b"r"] == unreadable
+
+
+async def test_a_reply_whose_student_is_not_utf8_is_set_aside(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    shard = shard_of(STUDENT, store.shards)
+    readable = encode_reply(OutgoingReply(PHONE, Reply("fine"), 1.0))
+    await redis_client.xadd(store.replies_key(shard), {"s": b"\xff\xfe", "r": readable})
+
+    assert await store.unconfirmed(shard, time.time() + 60, 10) == []
+
+    assert await redis_client.xlen(store.replies_key(shard)) == 0
+    assert await redis_client.xlen(f"tl:{{s{shard:02d}}}:r-dead") == 1
 
 
 async def test_an_event_outbox_entry_without_its_payload_reads_as_unreadable(

@@ -93,6 +93,7 @@ def test_the_relay_names_redis_when_it_refuses_connections(
     ("command", "settings", "variable"),
     [
         (["relay"], {"TUTORLANE_REDIS_URL": "notaurl"}, "TUTORLANE_REDIS_URL"),
+        (["relay"], {"TUTORLANE_REDIS_URL": "redis://h:abc/1"}, "TUTORLANE_REDIS_URL"),
         (["worker"], {"TUTORLANE_AMQP_URL": "notaurl"}, "TUTORLANE_AMQP_URL"),
         (["migrate"], {"TUTORLANE_DATABASE_URL": "bogus://x"}, "DATABASE_URL"),
         (["projections", "status"], {"TUTORLANE_DATABASE_URL": "notaurl"}, "DATA"),

@@ -225,6 +225,8 @@ async def test_nothing_is_settled_while_the_store_fails_and_all_is_kept_for_a_re
         ({"answer": "x" * 600}, "answer is over 512 characters"),
         ({"course": "c" * 5000}, "course is over 64 characters"),
         ({"skill": "k" * 65}, "skill is over 64 characters"),
+        ({"student": "bad "}, "student 'bad ' has spaces at an end"),
+        ({"course": " c"}, "course ' c' has spaces at an end"),
         ({"occurred_at": 1e300}, "occurred_at 1e+300 is not a time"),
         ({"occurred_at": -1e12}, "is not a time"),
         ({"attempt": 2**40}, "attempt 1099511627776 is out of range"),
