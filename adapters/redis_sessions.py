@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, cast
@@ -66,6 +67,8 @@ CONFIRM_WINDOW_SECONDS = 0.002
 # its own (asyncio.wait_for): 3 % of a webhook worker's CPU.
 COMMAND_TIMEOUT_SECONDS = 5.0
 DAMAGED_KEPT_SECONDS = 7 * 24 * 60 * 60
+# How far ahead of this host's clock another host's may be.
+CLOCK_SKEW_SECONDS = 60 * 60
 
 # KEYS: session, replies stream, events stream.
 # ARGV: expected version, stored session, ttl, student, reply, events ('' when the
@@ -497,6 +500,11 @@ def _stored_session(data: bytes) -> Session:
         raise CorruptRecord(
             f"session prefix {version[:20]!r} is not its version {session.version}"
         )
+    # NOTE: the fast lane keeps message times no later than its clock; one far
+    # ahead of it would take every message for a redelivery, answered by silence.
+    seen = [session.horizon, *(int.from_bytes(m[6:10], "big") for m in session.recent)]
+    if max(seen) > time.time() + CLOCK_SKEW_SECONDS:
+        raise CorruptRecord("session remembers messages from the future")
     return session
 
 

@@ -367,6 +367,7 @@ DAMAGED = {
     "seq not a number": b"7|" + _fields(seq="x"),
     "time not a number": b"7|" + _fields(last_seen="yesterday"),
     "fingerprints not bytes": b"7|" + _fields(recent=[1, 2, 3]),
+    "horizon in the future": b"7|" + _fields(horizon=2**53 - 1),
     "version past int64": b"18446744073709551615|" + _fields(version=2**64 - 1),
 }
 
